@@ -6,7 +6,9 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
+from testhosts.playbook import run_playbook
 from testhosts.settings import Settings
 from testhosts.testbed import Testbed
 
@@ -17,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="boot hosts and wait until they accept ssh")
     up.add_argument("names", nargs="+")
-    up.add_argument("-g", "--group", default="appliance", help="Ansible group of the new hosts")
+    up.add_argument("-g", "--group", default="appliance", help="Ansible group of the hosts")
+    up.add_argument("-p", "--play", type=Path, help="then apply this playbook to them")
     down = sub.add_parser("down", help="remove the testbed's hosts (and the network when none is left)")
     down.add_argument("--all", action="store_true", help="every testbed")
     sub.add_parser("list", help="hosts of every testbed")
@@ -34,9 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     testbed = Testbed(args.testbed, settings)
     if args.command == "up":
         testbed.up(args.names, groups={args.group: args.names})
-        print(f"inventory: {testbed.inventory}")
+        if args.play:
+            result = run_playbook(testbed.inventory, args.play, echo=True)
+            if result.returncode:
+                return result.returncode
+        print(f"\ninventory:   {testbed.inventory}")
+        print(f"credentials: {testbed.dir / 'credentials'}  (generated secrets, 0600)")
         for name in args.names:
-            print(f"ssh:       ssh -F {testbed.ssh_config} {name}")
+            print(f"ssh:         python -m testhosts -t {testbed.name} ssh {name}   "
+                  f"(or: ssh -F {testbed.ssh_config} {name})")
     elif args.command == "down":
         for tb in Testbed.all(settings) if args.all else [testbed]:
             tb.down()

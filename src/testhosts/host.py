@@ -176,8 +176,8 @@ class Host:
                 time.sleep(1)
         (self.dir / "nspawn.pid").unlink(missing_ok=True)
 
-    def remove(self) -> None:
-        """Stop the host and delete everything it wrote."""
+    def remove(self, trash: Path) -> None:
+        """Stop the host and delete everything it wrote (in the background, via ``trash``)."""
         self.stop()
         cgroups = self.dir / "cgroups.json"
         if cgroups.exists():
@@ -186,10 +186,10 @@ class Host:
         if os.path.ismount(self.root):
             run(["umount", self.root])
         # deleting a used host (~1 GB of small files) takes a while: do it in the background
-        trash = self.dir.parent.parent / "trash" / f"{self.name}.{time.time_ns()}"
-        trash.parent.mkdir(parents=True, exist_ok=True)
-        self.dir.rename(trash)
-        subprocess.Popen(["rm", "-rf", str(trash)], start_new_session=True,
+        doomed = trash / f"{self.name}.{time.time_ns()}"
+        trash.mkdir(parents=True, exist_ok=True)
+        self.dir.rename(doomed)
+        subprocess.Popen(["rm", "-rf", str(doomed)], start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,12 @@ class Testbed:
     # ------------------------------------------------------------------ lifecycle
     def up(self, names: Iterable[str], groups: Mapping[str, Iterable[str]] | None = None,
            hostvars: Mapping[str, Mapping[str, Any]] | None = None, timeout: float = 180) -> list[Host]:
-        """Boot new hosts and wait until each has booted and accepts ssh.
+        """Boot the hosts not running yet and wait until each has booted and accepts ssh.
 
         ``groups`` maps Ansible group names to host names for the inventory; ``hostvars`` adds
         inventory variables per host."""
-        names = list(names)
+        running = {h.name for h in self.hosts() if h.nspawn_pid()}
+        names = [n for n in names if n not in running]
         taken = {h.name for tb in Testbed.all(self.settings) for h in tb.hosts()}
         if clash := taken.intersection(names):
             raise HostError(f"host names already in use: {', '.join(sorted(clash))} (python -m testhosts list)")
@@ -84,17 +86,17 @@ class Testbed:
         except BaseException:
             for h in hosts:
                 if h.dir.exists():
-                    h.remove()
+                    h.remove(self.settings.state_dir / "trash")
             raise
         return hosts
 
     def down(self) -> None:
-        """Remove every host of this testbed; remove the network when no testbed is left."""
+        """Remove every host of this testbed and its files (key, inventory, generated
+        credentials); remove the network when no testbed is left."""
         for h in self.hosts():
-            h.remove()
+            h.remove(self.settings.state_dir / "trash")
             log.info("%s removed", h.name)
-        for f in (self.inventory, self.ssh_config, self.known_hosts):
-            f.unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
         if not any(tb.hosts() for tb in Testbed.all(self.settings)):
             network.down(self.settings)
 
