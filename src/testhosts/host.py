@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -111,10 +112,17 @@ class Host:
         (self.dir / "cgroups.json").write_text(json.dumps([str(c) for c in cgroups]))
 
     def nspawn_pid(self) -> int | None:
+        """PID of the host's systemd-nspawn while it runs (an exited one not yet reaped does not count)."""
         try:
             pid = int((self.dir / "nspawn.pid").read_text())
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-        except (FileNotFoundError, ValueError):
+            comm, state = re.match(r"\d+ \((.*)\) (\S)", Path(f"/proc/{pid}/stat").read_text()).groups()
+        except (FileNotFoundError, ValueError, AttributeError):
+            return None
+        if state == "Z":
+            try:
+                os.waitpid(pid, os.WNOHANG)  # our own child: reap it
+            except ChildProcessError:
+                pass
             return None
         return pid if comm == "systemd-nspawn" else None
 
@@ -185,6 +193,7 @@ class Host:
                 _remove_cgroup(Path(cg))
         if os.path.ismount(self.root):
             run(["umount", self.root])
+        shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)
         # deleting a used host (~1 GB of small files) takes a while: do it in the background
         doomed = trash / f"{self.name}.{time.time_ns()}"
         trash.mkdir(parents=True, exist_ok=True)
