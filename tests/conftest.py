@@ -6,16 +6,27 @@ another machine on the network, to check what the appliance exposes.
 
 from __future__ import annotations
 
+import base64
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import testinfra
+
+from airflow_api import AirflowClient
 
 from testhosts import Settings, Testbed
 from testhosts.images import BUSYBOX_TAG, busybox_archive
 from testhosts.playbook import PlaybookResult, run_playbook
 
 LOGS = Path(__file__).resolve().parents[1] / "build" / "test-logs"
+DAGS = Path(__file__).resolve().parent / "dags"
+AIRFLOW_DAEMONS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
+# the scheduler's periodic cleanup (where MariaDB used to crash it) every 20 s instead of 60 s
+CLEANUP_INTERVAL = 20
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,8 +35,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # unit tests first: they fail fast, before a testbed is booted
-    items.sort(key=lambda item: "unit" not in item.nodeid.split("::")[0])
+    # unit tests first: they fail fast, before a testbed is booted; tests that kill or
+    # restart services last, so that the others see a host as the play left it
+    items.sort(key=lambda item: ("unit" not in item.nodeid.split("::")[0],
+                                 item.get_closest_marker("disruptive") is not None))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "disruptive: kills or restarts services of the test host (runs last)")
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +59,7 @@ def testbed(settings: Settings, pytestconfig: pytest.Config):
     try:
         tb.up(["aio", "peer"], groups={"appliance": ["aio"]}, hostvars={"aio": {
             "docker_images_load": [{"name": BUSYBOX_TAG, "archive": str(busybox_archive(settings))}],
+            "airflow_config": {"AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": CLEANUP_INTERVAL},
         }})
         yield tb
     finally:
@@ -58,10 +76,23 @@ def provisioned(testbed: Testbed) -> PlaybookResult:
     return result
 
 
+@dataclass
+class Rerun:
+    result: PlaybookResult
+    pids_before: dict[str, str]
+    pids_after: dict[str, str]
+
+
+def airflow_pids(host) -> dict[str, str]:
+    return {d: host.check_output("systemctl show -P MainPID airflow-%s", d) for d in AIRFLOW_DAEMONS}
+
+
 @pytest.fixture(scope="session")
-def rerun(provisioned: PlaybookResult, testbed: Testbed) -> PlaybookResult:
-    """A second run of site.yml on the provisioned host."""
-    return run_playbook(testbed.inventory, log=LOGS / "site-second-run.log")
+def rerun(provisioned: PlaybookResult, testbed: Testbed, host) -> Rerun:
+    """A second run of site.yml on the provisioned host, with the daemons' PIDs around it."""
+    before = airflow_pids(host)
+    result = run_playbook(testbed.inventory, log=LOGS / "site-second-run.log")
+    return Rerun(result, before, airflow_pids(host))
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +113,40 @@ def peer(testbed: Testbed):
 def tcp_open(from_host, address: str, port: int) -> bool:
     """Whether ``from_host`` can open a TCP connection to address:port."""
     return from_host.run(f"timeout 3 bash -c '</dev/tcp/{address}/{port}'").rc == 0
+
+
+def put_file(host, path: str, content: bytes, owner: str = "root", mode: str = "0644") -> None:
+    encoded = base64.b64encode(content).decode()
+    host.run_expect([0], "echo %s | base64 -d > %s && chown %s: %s && chmod %s %s",
+                    encoded, path, owner, path, mode, path)
+
+
+@pytest.fixture(scope="session")
+def airflow(provisioned: PlaybookResult, testbed: Testbed, credentials: Path):
+    """A REST client of the appliance's Airflow, through an ssh tunnel to its loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tunnel = subprocess.Popen(["ssh", "-F", str(testbed.ssh_config), "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                               "-o", "ExitOnForwardFailure=yes", "-N", "-L", f"127.0.0.1:{port}:127.0.0.1:8080", "aio"])
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        password = (credentials / "airflow-admin.password").read_text().strip()
+        client = AirflowClient(f"http://127.0.0.1:{port}", "admin", password)
+        client.wait_healthy()
+        yield client
+    finally:
+        tunnel.terminate()
+        tunnel.wait()
+
+
+@pytest.fixture(scope="session")
+def smoke_dag(host, airflow: AirflowClient) -> str:
+    put_file(host, "/var/lib/airflow/dags/appliance_smoke.py", (DAGS / "appliance_smoke.py").read_bytes(),
+             owner="airflow", mode="0640")
+    airflow.wait_dag("appliance_smoke")
+    return "appliance_smoke"

@@ -36,7 +36,7 @@ def test_generated_password_stored_privately(credentials, password):
 
 def test_password_never_printed(provisioned, rerun, password):
     assert password not in provisioned.output
-    assert password not in rerun.output
+    assert password not in rerun.result.output
 
 
 def test_user_logs_in_with_generated_password_only(host, password):

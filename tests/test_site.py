@@ -17,10 +17,16 @@ def test_first_run_changes_the_host(provisioned):
 
 
 def test_second_run_changes_nothing(rerun):
-    assert rerun.returncode == 0, rerun.output[-3000:]
-    assert rerun.stats["aio"]["failed"] == 0
-    assert rerun.stats["aio"]["changed"] == 0, [
-        line for line in rerun.output.splitlines() if line.startswith("changed:")]
+    result = rerun.result
+    assert result.returncode == 0, result.output[-3000:]
+    assert result.stats["aio"]["failed"] == 0
+    assert result.stats["aio"]["changed"] == 0, [
+        line for line in result.output.splitlines() if line.startswith("changed:")]
+
+
+def test_second_run_restarts_nothing(rerun):
+    assert rerun.pids_after == rerun.pids_before
+    assert "0" not in rerun.pids_before.values()
 
 
 @pytest.mark.parametrize("variable, value", [
@@ -28,13 +34,14 @@ def test_second_run_changes_nothing(rerun):
     ("rabbitmq_amqp_port", "amqp"),
     ("docker_source", "snap"),
     ("nodejs_source", "brew"),
+    ("airflow_worker_concurrency", "many"),
 ])
 def test_bad_variable_fails_before_any_role_runs(provisioned, testbed, variable, value):
     result = run_playbook(testbed.inventory, extra_vars={variable: value}, log=LOGS / f"bad-{variable}.log")
     assert result.returncode != 0
     assert variable in result.output
     assert result.stats["aio"]["changed"] == 0
-    for role in ("mysql", "rabbitmq", "docker", "nodejs"):
+    for role in ("mysql", "rabbitmq", "docker", "nodejs", "airflow"):
         assert f"TASK [{role} :" not in result.output
 
 

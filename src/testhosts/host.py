@@ -22,6 +22,7 @@ from testhosts.shell import CommandError, log, run
 # @keyring: runc (docker inside the host) calls keyctl(), which nspawn's seccomp filter denies.
 NSPAWN_FLAGS = ("--register=no", "--keep-unit", "--boot", "--console=read-only",
                 "--resolv-conf=off", "--link-journal=no", "--system-call-filter=@keyring")
+CLEAN_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8")
 
 
 class HostError(RuntimeError):
@@ -90,14 +91,16 @@ class Host:
 
     # ------------------------------------------------------------------ lifecycle
     def boot(self, settings: Settings) -> None:
-        apt_archives = settings.cache_dir / "apt-archives"
+        apt_archives, pip_cache = settings.cache_dir / "apt-archives", settings.cache_dir / "pip"
         apt_archives.mkdir(parents=True, exist_ok=True)
+        pip_cache.mkdir(parents=True, exist_ok=True)
         cmd = ["systemd-nspawn", "-D", str(self.root), "-M", self.name, *NSPAWN_FLAGS,
                f"--network-bridge={settings.bridge}", f"--uuid={uuid.uuid4()}",
                # docker's overlay2 cannot sit on the overlayfs root: give it a real directory
                f"--bind={self.dir / 'docker'}:/var/lib/docker",
-               # one apt archive for every host: packages are downloaded once per machine
-               f"--bind={apt_archives}:/var/cache/apt/archives"]
+               # one apt archive and one pip cache (root's) for every host: downloads and
+               # wheel builds happen once per build machine
+               f"--bind={apt_archives}:/var/cache/apt/archives", f"--bind={pip_cache}:/root/.cache/pip"]
         cgroups = _own_cgroups(f"testhost-{self.name}")
 
         def enter_cgroups() -> None:
@@ -137,8 +140,9 @@ class Host:
         return int(children[0])
 
     def exec(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run a command inside the host through its namespaces (no ssh needed)."""
-        return run(["nsenter", "-t", str(self.leader()), "-a", *cmd], check=check)
+        """Run a command inside the host through its namespaces (no ssh needed), with the
+        environment of a login, not the build machine's."""
+        return run(["nsenter", "-t", str(self.leader()), "-a", "env", "-i", *CLEAN_ENV, *cmd], check=check)
 
     def wait_booted(self, timeout: float = 180) -> str:
         """Wait until systemd reports the boot finished and sshd accepts connections."""

@@ -1,0 +1,142 @@
+"""The airflow role: Airflow 3 with Celery on MariaDB and RabbitMQ, every daemon under systemd."""
+
+import time
+
+import pytest
+
+from conftest import AIRFLOW_DAEMONS, CLEANUP_INTERVAL, DAGS, put_file, tcp_open
+
+
+def units(host) -> dict[str, str]:
+    return {d: host.check_output("systemctl is-active airflow-%s", d) if host.run(
+        "systemctl is-active airflow-%s", d).rc == 0 else "inactive" for d in AIRFLOW_DAEMONS}
+
+
+@pytest.mark.parametrize("daemon", AIRFLOW_DAEMONS)
+def test_daemon_enabled_and_running_as_airflow(host, daemon):
+    service = host.service(f"airflow-{daemon}")
+    assert service.is_enabled
+    assert service.is_running
+    pid = host.check_output("systemctl show -P MainPID airflow-%s", daemon)
+    assert host.check_output("ps -o user= -p %s", pid) == "airflow"
+
+
+def test_units_verify_clean(host):
+    for daemon in AIRFLOW_DAEMONS:
+        check = host.run("systemd-analyze verify /etc/systemd/system/airflow-%s.service", daemon)
+        assert check.rc == 0 and check.stderr.strip() == "", check.stderr
+
+
+def test_health_endpoints(host, airflow):
+    health = airflow.health()
+    assert {part: health[part]["status"] for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")} \
+        == dict.fromkeys(("metadatabase", "scheduler", "triggerer", "dag_processor"), "healthy")
+    assert host.run("python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:8974/health')\"").rc == 0
+
+
+def test_ui_api_and_flower_on_loopback_only(host, peer):
+    for port in (8080, 5555, 8974):
+        assert [s for s in host.socket.get_listening_sockets() if s.endswith(f":{port}")] == [f"tcp://127.0.0.1:{port}"]
+        assert not tcp_open(peer, "aio", port)
+
+
+def test_admin_password_is_required(airflow):
+    from airflow_api import AirflowClient
+    import urllib.error
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        AirflowClient(airflow.url, "admin", "wrong-password").token()
+    assert denied.value.code in (401, 403)
+    assert airflow.token()
+
+
+def test_secrets_not_readable_by_others(host):
+    env = host.file("/etc/airflow/airflow.env")
+    assert (env.user, env.group, env.mode) == ("root", "airflow", 0o640)
+    passwords = host.file("/var/lib/airflow/passwords.json")
+    assert (passwords.user, passwords.mode) == ("airflow", 0o600)
+    assert host.file("/var/lib/airflow").mode == 0o750
+    assert host.run("setpriv --reuid=nobody --regid=nogroup --clear-groups cat /etc/airflow/airflow.env").rc != 0
+
+
+def test_admin_wrapper_reads_the_configuration(host):
+    assert host.check_output("sudo -u airflow airflow config get-value core executor") == "CeleryExecutor"
+
+
+def test_dag_runs_through_celery(host, airflow, smoke_dag):
+    run_id, state = airflow.run(smoke_dag)
+    assert state == "success"
+    worker_log = host.check_output("journalctl -u airflow-worker --no-pager -o cat")
+    assert run_id in worker_log, "the Celery worker's log does not mention the run"
+    assert "execute_workload" in worker_log
+
+
+def test_task_log_written_to_log_folder(host, airflow, smoke_dag):
+    run_id, state = airflow.run(smoke_dag)
+    assert state == "success"
+    logs = host.check_output("grep -rl 'hello from aio' /var/lib/airflow/logs/dag_id=appliance_smoke/run_id=%s", run_id)
+    assert logs
+
+
+def test_scheduler_survives_asset_cleanup_on_mariadb(host, airflow):
+    """A DAG declares an asset; removing the DAG orphans it; the scheduler's cleanup then
+    deletes it from asset_active (the statement that crashed on MariaDB) and lives on."""
+    def active_assets() -> int:
+        return int(host.check_output("mysql -N -B -e \"SELECT COUNT(*) FROM airflow.asset_active "
+                                     "WHERE name='appliance-test-asset'\""))
+    restarts = host.check_output("systemctl show -P NRestarts airflow-scheduler")
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    put_file(host, "/var/lib/airflow/dags/appliance_asset.py", (DAGS / "appliance_asset.py").read_bytes(),
+             owner="airflow", mode="0640")
+    airflow.wait_dag("appliance_asset")
+    deadline = time.monotonic() + 120
+    while active_assets() == 0 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert active_assets() == 1, "the asset never became active"
+    host.run_expect([0], "rm /var/lib/airflow/dags/appliance_asset.py")
+    deadline = time.monotonic() + 240
+    while active_assets() == 1 and time.monotonic() < deadline:
+        time.sleep(5)
+    assert active_assets() == 0, "the orphaned asset was not cleaned up"
+    time.sleep(3 * CLEANUP_INTERVAL)  # three more cleanups
+    assert host.check_output("systemctl show -P NRestarts airflow-scheduler") == restarts
+    assert host.service("airflow-scheduler").is_running
+    journal = host.check_output("journalctl -u airflow-scheduler --no-pager -o cat --since %s", since)
+    assert "Traceback" not in journal
+
+
+def wait_active(host, daemon: str, old_pid: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = host.check_output("systemctl show -P MainPID airflow-%s", daemon)
+        if pid not in ("0", old_pid) and host.run("systemctl is-active airflow-%s", daemon).rc == 0:
+            return pid
+        time.sleep(1)
+    raise TimeoutError(f"airflow-{daemon} not restarted after {timeout}s")
+
+
+@pytest.mark.disruptive
+@pytest.mark.parametrize("daemon", ["scheduler", "worker"])
+def test_killed_daemon_comes_back(host, airflow, smoke_dag, daemon):
+    pid = host.check_output("systemctl show -P MainPID airflow-%s", daemon)
+    host.run_expect([0], "kill -9 %s", pid)
+    wait_active(host, daemon, pid)
+    airflow.wait_healthy()
+    assert airflow.run(smoke_dag, timeout=240)[1] == "success"
+
+
+@pytest.mark.disruptive
+@pytest.mark.parametrize("service", ["mariadb", "rabbitmq-server"])
+def test_run_succeeds_after_backend_restart(host, airflow, smoke_dag, service):
+    host.run_expect([0], "systemctl restart %s", service)
+    airflow.wait_healthy()
+    assert airflow.run(smoke_dag, timeout=240)[1] == "success"
+
+
+@pytest.mark.disruptive
+def test_target_stops_and_starts_every_daemon(host, airflow, smoke_dag):
+    host.run_expect([0], "systemctl stop airflow.target")
+    assert set(units(host).values()) == {"inactive"}
+    host.run_expect([0], "systemctl start airflow.target")
+    assert set(units(host).values()) == {"active"}
+    airflow.wait_healthy()
+    assert airflow.run(smoke_dag, timeout=240)[1] == "success"
