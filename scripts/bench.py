@@ -1,30 +1,62 @@
 #!/usr/bin/env python3
-"""Measure the test hosts and the roles; write the figures into a section of docs/benchmarks.md.
+"""Measure the test hosts, the play and the running appliance; write the figures into
+sections of docs/benchmarks.md.
 
-Two passes over one host of the appliance play:
-- cold: empty cache (debootstrap of the rootfs, every package downloaded);
-- warm: cached rootfs and apt archive, as on a developer's machine or CI after one run.
-Each pass: rootfs ready, host booted (ssh answers), site.yml on the fresh host, the idempotent
-re-run. Usage: scripts/bench.py docs/benchmarks.md
+- Roles: two passes over one host, cold (empty cache: debootstrap, every package and wheel
+  downloaded) and warm (cached rootfs, apt archive and pip cache, as on a developer's machine
+  or CI after one run): rootfs ready, host booted, site.yml on the fresh host, the re-run.
+- Airflow, on the warm host: `systemctl start airflow.target` until every health check is
+  green, idle memory of the stack, trigger-to-success of a 2-task DAG through the REST API,
+  and each unit's `systemd-analyze security` exposure.
+
+Usage: scripts/bench.py [docs/benchmarks.md]
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import re
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from testhosts import Settings, Testbed, rootfs
+from testhosts.airflow import AirflowClient
+from testhosts.host import Host
 from testhosts.images import BUSYBOX_TAG, busybox_archive
 from testhosts.playbook import run_playbook
 
-BEGIN, END = "<!-- bench:roles:begin -->", "<!-- bench:roles:end -->"
-GOALS = {"warm fresh apply": 300, "re-run": 45}
+REPO = Path(__file__).resolve().parents[1]
+DAEMONS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
+LOGS = REPO / "build/bench-logs"
+
+# Sum of resident (RSS) and proportional (PSS) memory per user, run inside the host.
+MEMORY_SCRIPT = """
+import collections, json, os, pwd
+total = collections.Counter()
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        user = pwd.getpwuid(os.stat(f'/proc/{pid}').st_uid).pw_name
+        rollup = open(f'/proc/{pid}/smaps_rollup').read()
+    except (OSError, KeyError):
+        continue
+    for line in rollup.splitlines():
+        key, _, value = line.partition(':')
+        if key in ('Rss', 'Pss'):
+            total[user + ' ' + key] += int(value.split()[0])
+print(json.dumps(total))
+"""
+HEALTHY_SCRIPT = """
+import json, urllib.request as u
+health = json.load(u.urlopen('http://127.0.0.1:8080/api/v2/monitor/health', timeout=2))
+assert all(part['status'] == 'healthy' for part in health.values()), health
+u.urlopen('http://127.0.0.1:8974/health', timeout=2)
+"""
 
 
 def timed(fn):
@@ -33,25 +65,53 @@ def timed(fn):
     return time.monotonic() - start, value
 
 
-def one_pass(settings: Settings, label: str) -> dict[str, float]:
+def provision(tb: Testbed, label: str, settings: Settings) -> dict[str, float]:
     figures = {}
-    tb = Testbed(f"bench-{label}", settings)
-    tb.down()
     image = busybox_archive(settings)
-    try:
-        figures["host booted"], _ = timed(lambda: tb.up(["bench"], groups={"appliance": ["bench"]}, hostvars={
-            "bench": {"docker_images_load": [{"name": BUSYBOX_TAG, "archive": str(image)}]}}))
-        logs = Path("build/bench-logs")
-        first = run_playbook(tb.inventory, log=logs / f"{label}-first.log")
-        if first.returncode:
-            sys.exit(f"site.yml failed, see {logs}")
-        figures["fresh apply"] = first.seconds
-        second = run_playbook(tb.inventory, log=logs / f"{label}-rerun.log")
-        if second.returncode or second.total("changed"):
-            sys.exit(f"re-run failed or changed something, see {logs}")
-        figures["re-run"] = second.seconds
-    finally:
-        figures["teardown"], _ = timed(tb.down)
+    figures["host booted"], _ = timed(lambda: tb.up(["bench"], groups={"appliance": ["bench"]}, hostvars={
+        "bench": {"docker_images_load": [{"name": BUSYBOX_TAG, "archive": str(image)}]}}))
+    first = run_playbook(tb.inventory, log=LOGS / f"{label}-first.log")
+    if first.returncode:
+        sys.exit(f"site.yml failed, see {LOGS}")
+    figures["fresh apply"] = first.seconds
+    second = run_playbook(tb.inventory, log=LOGS / f"{label}-rerun.log")
+    if second.returncode or second.total("changed"):
+        sys.exit(f"re-run failed or changed something, see {LOGS}")
+    figures["re-run"] = second.seconds
+    return figures
+
+
+def airflow_figures(tb: Testbed, host: Host) -> dict[str, object]:
+    figures: dict[str, object] = {}
+    host.exec("systemctl", "stop", "airflow.target")
+    start = time.monotonic()
+    host.exec("systemctl", "start", "airflow.target")
+    while host.exec("python3", "-c", HEALTHY_SCRIPT, check=False).returncode:
+        if time.monotonic() - start > 300:
+            sys.exit("Airflow not healthy 300 s after systemctl start airflow.target")
+        time.sleep(0.5)
+    figures["start to healthy"] = time.monotonic() - start
+
+    dag = (REPO / "tests/dags/appliance_smoke.py").read_text()
+    dag_file = "/var/lib/airflow/dags/appliance_smoke.py"
+    host.exec("bash", "-c", f"cat > {dag_file} && chown airflow: {dag_file}", input=dag)
+    password = (tb.dir / "credentials/airflow-admin.password").read_text().strip()
+    with tb.forward(host.name, 8080) as port:
+        client = AirflowClient(f"http://127.0.0.1:{port}", "admin", password)
+        client.wait_dag("appliance_smoke")
+        figures["first run"], _ = timed(lambda: client.run("appliance_smoke"))
+        warm = [timed(lambda: client.run("appliance_smoke"))[0] for _ in range(5)]
+    figures["warm runs"] = warm
+
+    time.sleep(60)  # idle: let start-up work settle
+    memory = json.loads(host.exec("python3", "-c", MEMORY_SCRIPT).stdout)
+    figures["memory"] = {user: (memory.get(f"{user} Rss", 0) / 1024, memory.get(f"{user} Pss", 0) / 1024)
+                         for user in ("airflow", "mysql", "rabbitmq")}
+    exposure = {}
+    for daemon in DAEMONS:
+        out = host.exec("systemd-analyze", "security", "--no-pager", f"airflow-{daemon}.service").stdout
+        exposure[daemon] = re.search(r"Overall exposure level for \S+: (.*)", out)[1].strip()
+    figures["exposure"] = exposure
     return figures
 
 
@@ -62,44 +122,83 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Linux {platform.release()}"
 
 
-def main(out: Path) -> None:
-    warm_settings = Settings.from_env()
-    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
-        # cold: an empty cache (rootfs tarball, apt archive). Hosts live in the usual state
-        # folder, which knows the addresses in use; only the debootstrap runs elsewhere.
-        cold_settings = dataclasses.replace(warm_settings, cache_dir=Path(tmp) / "cache")
-        debootstrap, _ = timed(lambda: rootfs.golden(dataclasses.replace(cold_settings, state_dir=Path(tmp))))
-        cold = one_pass(cold_settings, "cold")
-        cold["rootfs ready"] = debootstrap
-        # warm: the cached tarball unpacked (hosts use the rootfs already unpacked in the state folder)
-        unpack, _ = timed(lambda: rootfs.golden(dataclasses.replace(warm_settings, state_dir=Path(tmp) / "warm")))
-    warm = one_pass(warm_settings, "warm")
-    warm["rootfs ready"] = unpack
-    rows = [
-        ("rootfs ready (cold: debootstrap; warm: unpack cached tarball)", cold["rootfs ready"], warm["rootfs ready"], ""),
-        ("boot one host until ssh answers", cold["host booted"], warm["host booted"], ""),
-        ("site.yml on the fresh host", cold["fresh apply"], warm["fresh apply"],
-         f"warm < {GOALS['warm fresh apply']} s"),
-        ("site.yml again (changed=0)", cold["re-run"], warm["re-run"], f"< {GOALS['re-run']} s"),
-        ("teardown", cold["teardown"], warm["teardown"], ""),
-    ]
-    table = "\n".join(f"| {name} | {c:.1f} | {w:.1f} | {goal} |" for name, c, w, goal in rows)
-    section = f"""{BEGIN}
-## Test hosts and the base roles (mysql, rabbitmq, docker, nodejs)
-
-Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {machine()}. Seconds.
-
-| step | cold cache | warm cache | goal |
-|---|---|---|---|
-{table}
-{END}"""
-    text = out.read_text() if out.exists() else "# Benchmarks\n\nFigures written by `make bench`; each section names the machine it ran on.\n"
-    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S) \
-        if BEGIN in text else text.rstrip() + "\n\n" + section + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
+def write_section(out: Path, name: str, body: str) -> None:
+    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+    section = f"{begin}\n{body.strip()}\n{end}"
+    text = out.read_text() if out.exists() else (
+        "# Benchmarks\n\nFigures written by `make bench`; each section names the machine it ran on.\n")
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
     out.write_text(text)
     print(section)
 
 
+def main(out: Path) -> None:
+    warm_settings = Settings.from_env()
+    measured = f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {machine()}."
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        # cold: an empty cache (rootfs tarball, apt archive, pip cache). Hosts live in the usual
+        # state folder, which knows the addresses in use; only the debootstrap runs elsewhere.
+        cold_settings = dataclasses.replace(warm_settings, cache_dir=Path(tmp) / "cache")
+        debootstrap, _ = timed(lambda: rootfs.golden(dataclasses.replace(cold_settings, state_dir=Path(tmp))))
+        cold_tb = Testbed("bench-cold", cold_settings)
+        cold_tb.down()
+        try:
+            cold = provision(cold_tb, "cold", cold_settings)
+        finally:
+            cold["teardown"], _ = timed(cold_tb.down)
+        unpack, _ = timed(lambda: rootfs.golden(dataclasses.replace(warm_settings, state_dir=Path(tmp) / "warm")))
+    tb = Testbed("bench-warm", warm_settings)
+    tb.down()
+    try:
+        warm = provision(tb, "warm", warm_settings)
+        af = airflow_figures(tb, tb.host("bench"))
+    finally:
+        warm["teardown"], _ = timed(tb.down)
+
+    rows = [
+        ("rootfs ready (cold: debootstrap; warm: unpack the cached tarball)", debootstrap, unpack, ""),
+        ("boot one host until ssh answers", cold["host booted"], warm["host booted"], ""),
+        ("site.yml on the fresh host (all roles, Airflow included)", cold["fresh apply"], warm["fresh apply"], ""),
+        ("site.yml again (changed=0)", cold["re-run"], warm["re-run"], "< 45"),
+        ("teardown", cold["teardown"], warm["teardown"], ""),
+    ]
+    write_section(out, "roles", f"""
+## Test hosts and the play
+
+{measured} Seconds.
+
+| step | cold cache | warm cache | goal |
+|---|---|---|---|
+""" + "\n".join(f"| {name} | {c:.1f} | {w:.1f} | {goal} |" for name, c, w, goal in rows))
+
+    memory = af["memory"]
+    total_rss = sum(rss for rss, _ in memory.values())
+    total_pss = sum(pss for _, pss in memory.values())
+    warm_runs = af["warm runs"]
+    write_section(out, "airflow", f"""
+## Airflow on one host (MariaDB, RabbitMQ, Celery worker with concurrency 2)
+
+{measured} The host: a systemd-nspawn test host provisioned by site.yml with its defaults.
+
+| figure | measured | goal |
+|---|---|---|
+| `systemctl start airflow.target` until every health check is green | {af['start to healthy']:.1f} s | <= 45 s |
+| 2-task DAG, REST trigger to `success`, first run after the start | {af['first run']:.1f} s | |
+| the same, warm: median (max) of 5 | {statistics.median(warm_runs):.1f} s ({max(warm_runs):.1f} s) | <= 5 s |
+| idle memory of the Airflow daemons, RSS (PSS) | {memory['airflow'][0]:.0f} MiB ({memory['airflow'][1]:.0f} MiB) | |
+| idle memory of MariaDB, RSS (PSS) | {memory['mysql'][0]:.0f} MiB ({memory['mysql'][1]:.0f} MiB) | |
+| idle memory of RabbitMQ, RSS (PSS) | {memory['rabbitmq'][0]:.0f} MiB ({memory['rabbitmq'][1]:.0f} MiB) | |
+| idle memory of the whole stack, RSS (PSS) | {total_rss:.0f} MiB ({total_pss:.0f} MiB) | <= 2048 MiB |
+
+`systemd-analyze security` exposure of each unit (0 = most locked down, 10 = not at all):
+
+| unit | exposure |
+|---|---|
+""" + "\n".join(f"| airflow-{d}.service | {e} |" for d, e in af["exposure"].items()))
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/benchmarks.md"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "docs/benchmarks.md"))

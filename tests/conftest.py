@@ -7,18 +7,15 @@ another machine on the network, to check what the appliance exposes.
 from __future__ import annotations
 
 import base64
-import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import testinfra
 
-from airflow_api import AirflowClient
 
 from testhosts import Settings, Testbed
+from testhosts.airflow import AirflowClient
 from testhosts.images import BUSYBOX_TAG, busybox_archive
 from testhosts.playbook import PlaybookResult, run_playbook
 
@@ -124,24 +121,11 @@ def put_file(host, path: str, content: bytes, owner: str = "root", mode: str = "
 @pytest.fixture(scope="session")
 def airflow(provisioned: PlaybookResult, testbed: Testbed, credentials: Path):
     """A REST client of the appliance's Airflow, through an ssh tunnel to its loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    tunnel = subprocess.Popen(["ssh", "-F", str(testbed.ssh_config), "-o", "ControlMaster=no", "-o", "ControlPath=none",
-                               "-o", "ExitOnForwardFailure=yes", "-N", "-L", f"127.0.0.1:{port}:127.0.0.1:8080", "aio"])
-    try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+    with testbed.forward("aio", 8080) as port:
         password = (credentials / "airflow-admin.password").read_text().strip()
         client = AirflowClient(f"http://127.0.0.1:{port}", "admin", password)
         client.wait_healthy()
         yield client
-    finally:
-        tunnel.terminate()
-        tunnel.wait()
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,12 @@
 """The airflow role: Airflow 3 with Celery on MariaDB and RabbitMQ, every daemon under systemd."""
 
 import time
+import urllib.error
 
 import pytest
 
 from conftest import AIRFLOW_DAEMONS, CLEANUP_INTERVAL, DAGS, put_file, tcp_open
+from testhosts.airflow import AirflowClient
 
 
 def units(host) -> dict[str, str]:
@@ -41,8 +43,6 @@ def test_ui_api_and_flower_on_loopback_only(host, peer):
 
 
 def test_admin_password_is_required(airflow):
-    from airflow_api import AirflowClient
-    import urllib.error
     with pytest.raises(urllib.error.HTTPError) as denied:
         AirflowClient(airflow.url, "admin", "wrong-password").token()
     assert denied.value.code in (401, 403)

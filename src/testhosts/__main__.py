@@ -13,6 +13,20 @@ from testhosts.settings import Settings
 from testhosts.testbed import Testbed
 
 
+def print_access(testbed: Testbed, names: list[str]) -> None:
+    credentials = testbed.dir / "credentials"
+    ssh = f"ssh -F {testbed.ssh_config}"
+    print(f"\ninventory:   {testbed.inventory}")
+    print(f"credentials: {credentials}  (generated secrets, 0600)")
+    for name in names:
+        print(f"ssh:         {ssh} {name}")
+    admin = credentials / "airflow-admin.password"
+    if admin.exists():  # the play installed Airflow (on the first host)
+        print(f"\nAirflow UI and REST API, Flower and RabbitMQ's management listen on the host's loopback;"
+              f"\nforward them, then open http://127.0.0.1:8080 (user admin, password {admin.read_text().strip()}):"
+              f"\n  {ssh} -N -L 8080:127.0.0.1:8080 -L 5555:127.0.0.1:5555 -L 15672:127.0.0.1:15672 {names[0]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testhosts", description=__doc__)
     parser.add_argument("-t", "--testbed", default="dev", help="testbed name (default: dev)")
@@ -41,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_playbook(testbed.inventory, args.play, echo=True)
             if result.returncode:
                 return result.returncode
-        print(f"\ninventory:   {testbed.inventory}")
-        print(f"credentials: {testbed.dir / 'credentials'}  (generated secrets, 0600)")
-        for name in args.names:
-            print(f"ssh:         python -m testhosts -t {testbed.name} ssh {name}   "
-                  f"(or: ssh -F {testbed.ssh_config} {name})")
+        print_access(testbed, args.names)
     elif args.command == "down":
         for tb in Testbed.all(settings) if args.all else [testbed]:
             tb.down()

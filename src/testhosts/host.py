@@ -139,10 +139,10 @@ class Host:
             raise HostError(f"{self.name}: systemd-nspawn has not started the host's systemd yet")
         return int(children[0])
 
-    def exec(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def exec(self, *cmd: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a command inside the host through its namespaces (no ssh needed), with the
         environment of a login, not the build machine's."""
-        return run(["nsenter", "-t", str(self.leader()), "-a", "env", "-i", *CLEAN_ENV, *cmd], check=check)
+        return run(["nsenter", "-t", str(self.leader()), "-a", "env", "-i", *CLEAN_ENV, *cmd], check=check, input=input)
 
     def wait_booted(self, timeout: float = 180) -> str:
         """Wait until systemd reports the boot finished and sshd accepts connections."""

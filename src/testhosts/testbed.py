@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import shutil
-from collections.abc import Iterable, Mapping
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +105,30 @@ class Testbed:
             network.down(self.settings)
 
     # ------------------------------------------------------------------ access
+    @contextlib.contextmanager
+    def forward(self, name: str, remote_port: int, local_port: int = 0) -> Iterator[int]:
+        """Forward a local port (a free one by default) to a port on the host's loopback,
+        as `ssh -L` does; yield the local port."""
+        if not local_port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                local_port = s.getsockname()[1]
+        tunnel = subprocess.Popen(
+            ["ssh", "-F", str(self.ssh_config), "-o", "ControlMaster=no", "-o", "ControlPath=none",
+             "-o", "ExitOnForwardFailure=yes", "-N", "-L", f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}", name])
+        try:
+            for _ in range(100):
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", local_port)) == 0:
+                        break
+                if tunnel.poll() is not None:
+                    raise HostError(f"ssh -L {local_port}:127.0.0.1:{remote_port} {name} exited {tunnel.returncode}")
+                time.sleep(0.1)
+            yield local_port
+        finally:
+            tunnel.terminate()
+            tunnel.wait()
+
     def _write_access_files(self, hosts: list[Host], groups: Mapping[str, Iterable[str]],
                             hostvars: Mapping[str, Mapping[str, Any]]) -> None:
         names = " ".join(h.name for h in hosts)

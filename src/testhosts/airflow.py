@@ -1,4 +1,4 @@
-"""A small client of Airflow 3's REST API, as users and scripts call it."""
+"""A small client of the appliance's Airflow 3 REST API, as users and scripts call it (tests, bench)."""
 
 from __future__ import annotations
 
