@@ -3,7 +3,7 @@
 sections of docs/benchmarks.md.
 
 - Roles: two passes over one host, cold (empty cache: debootstrap, every package and wheel
-  downloaded) and warm (cached rootfs, apt archive and pip cache, as on a developer's machine
+  downloaded) and warm (cached rootfs and pip cache, as on a developer's machine
   or CI after one run): rootfs ready, host booted, site.yml on the fresh host, the re-run.
 - Airflow, on the warm host: `systemctl start airflow.target` until every health check is
   green, idle memory of the stack, trigger-to-success of a 2-task DAG through the REST API,
@@ -139,7 +139,7 @@ def main(out: Path) -> None:
     warm_settings = Settings.from_env()
     measured = f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {machine()}."
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
-        # cold: an empty cache (rootfs tarball, apt archive, pip cache). Hosts live in the usual
+        # cold: an empty cache (rootfs tarball, pip cache). Hosts live in the usual
         # state folder, which knows the addresses in use; only the debootstrap runs elsewhere.
         cold_settings = dataclasses.replace(warm_settings, cache_dir=Path(tmp) / "cache")
         debootstrap, _ = timed(lambda: rootfs.golden(dataclasses.replace(cold_settings, state_dir=Path(tmp))))

@@ -17,7 +17,8 @@ def cluster(settings, pytestconfig):
     if not keep:
         tb.down()
     try:
-        ctl, _ = tb.up(["ctl", "wrk"], groups={"appliance": ["ctl", "wrk"]})
+        tb.up(["ctl", "wrk"], groups={"appliance": ["ctl", "wrk"]})
+        ctl = tb.host("ctl")
         network = f"{settings.network.network_address}".rsplit(".", 1)[0] + ".%"
         cluster_vars = {
             "mysql_bind_address": "0.0.0.0",
@@ -62,8 +63,9 @@ def test_database_and_broker_open_to_the_cluster_as_configured(cluster):
 
 def test_dag_runs_on_the_worker_machine(cluster):
     ctl, wrk = hosts(cluster)
-    put_file(ctl, "/var/lib/airflow/dags/appliance_smoke.py", (DAGS / "appliance_smoke.py").read_bytes(),
-             owner="airflow", mode="0640")
+    for h in (ctl, wrk):  # workers parse the DAG file too: a cluster shares or syncs the dags folder
+        put_file(h, "/var/lib/airflow/dags/appliance_smoke.py", (DAGS / "appliance_smoke.py").read_bytes(),
+                 owner="airflow", mode="0640")
     password = (cluster.dir / "credentials/airflow-admin.password").read_text().strip()
     with cluster.forward("ctl", 8080) as port:
         client = AirflowClient(f"http://127.0.0.1:{port}", "admin", password)

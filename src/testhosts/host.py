@@ -91,16 +91,16 @@ class Host:
 
     # ------------------------------------------------------------------ lifecycle
     def boot(self, settings: Settings) -> None:
-        apt_archives, pip_cache = settings.cache_dir / "apt-archives", settings.cache_dir / "pip"
-        apt_archives.mkdir(parents=True, exist_ok=True)
+        pip_cache = settings.cache_dir / "pip"
         pip_cache.mkdir(parents=True, exist_ok=True)
         cmd = ["systemd-nspawn", "-D", str(self.root), "-M", self.name, *NSPAWN_FLAGS,
                f"--network-bridge={settings.bridge}", f"--uuid={uuid.uuid4()}",
                # docker's overlay2 cannot sit on the overlayfs root: give it a real directory
                f"--bind={self.dir / 'docker'}:/var/lib/docker",
-               # one apt archive and one pip cache (root's) for every host: downloads and
-               # wheel builds happen once per build machine
-               f"--bind={apt_archives}:/var/cache/apt/archives", f"--bind={pip_cache}:/root/.cache/pip"]
+               # one pip cache (root's) for every host: downloads and wheel builds (the MySQL
+               # driver) happen once per build machine. Not apt's archive: apt does not wait for
+               # its lock, so hosts installing at once would fail.
+               f"--bind={pip_cache}:/root/.cache/pip"]
         cgroups = _own_cgroups(f"testhost-{self.name}")
 
         def enter_cgroups() -> None:

@@ -13,7 +13,7 @@ DEFAULT_CA_DIR = "/usr/local/share/ca-certificates"
 @dataclass(frozen=True)
 class Settings:
     cache_dir: Path
-    """Cached rootfs tarballs, a shared apt archive, the test docker image (TESTHOSTS_CACHE)."""
+    """Cached rootfs tarballs, a shared pip cache, the test docker image (TESTHOSTS_CACHE)."""
     state_dir: Path
     """Running testbeds: host roots, keys, inventories (TESTHOSTS_STATE)."""
     network: ipaddress.IPv4Network

@@ -25,6 +25,8 @@ class Testbed:
     """Hosts under ``<state>/testbeds/<name>``. Several testbeds share the bridge; host names
     and addresses are unique across all of them."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, name: str, settings: Settings | None = None) -> None:
         self.name = name
         self.settings = settings or Settings.from_env()
