@@ -32,7 +32,7 @@ host-down: deps ## remove the host of `make host`
 	$(TESTHOSTS) -t dev down
 
 bench: deps ## measure boot and provisioning times into docs/benchmarks.md
-	$(PYTHON) scripts/bench.py docs/benchmarks.md
+	$(PYTHON) scripts/bench.py $(BENCH_ARGS) docs/benchmarks.md
 
 lock: ## re-pin requirements/dev.txt from requirements/dev.in
 	rm -rf build/lock-venv && python3 -m venv build/lock-venv
