@@ -8,8 +8,10 @@ sections of docs/benchmarks.md.
 - Airflow, on the warm host: `systemctl start airflow.target` until every health check is
   green, idle memory of the stack, trigger-to-success of a 2-task DAG through the REST API,
   and each unit's `systemd-analyze security` exposure.
+- cwl-airflow, on the warm host: wall time of a 3-step workflow through `cwl-airflow run`
+  divided by plain `cwltool` on the same workflow and host, with and without Docker steps.
 
-Usage: scripts/bench.py [--airflow-only] [docs/benchmarks.md]
+Usage: scripts/bench.py [--airflow-only | --cwl-only] [docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -116,6 +118,58 @@ def airflow_figures(tb: Testbed, host: Host) -> dict[str, object]:
     return figures
 
 
+CWL_RUNS = 5
+TIMING_SCRIPT = """
+import json, statistics, subprocess, sys, time
+def wall(cmd):
+    start = time.monotonic()
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - start
+cmd, runs = sys.argv[1], int(sys.argv[2])
+print(json.dumps([wall(cmd) for _ in range(runs)]))
+"""
+
+
+def cwl_figures(host: Host) -> dict[str, object]:
+    """`cwl-airflow run` (first: upload and parse included; then warm) against plain cwltool."""
+    host.exec("mkdir", "-p", "/root/bench")
+    for name in ("three-step.cwl", "trivial.cwl"):
+        host.exec("bash", "-c", f"cat > /root/bench/{name}", input=(REPO / "tests/cwl" / name).read_text())
+    host.exec("bash", "-c", "cat > /root/bench/job.json", input='{"name": "bench"}')
+    figures: dict[str, object] = {}
+
+    def times(cmd: str, runs: int) -> list[float]:
+        return json.loads(host.exec("python3", "-c", TIMING_SCRIPT, f"cd /root/bench && {cmd}", str(runs)).stdout)
+
+    for name, label in (("three-step.cwl", "Docker steps"), ("trivial.cwl", "no container")):
+        appliance = f"cwl-airflow run --quiet --outdir /tmp/bench-out {name} job.json"
+        cwltool = f"/opt/airflow/venv/bin/cwltool --quiet --outdir /tmp/bench-ref {name} job.json"
+        first = times(appliance, 1)[0]
+        warm = times(appliance, CWL_RUNS)
+        plain = times(cwltool, CWL_RUNS)
+        figures[label] = {"first": first, "appliance": statistics.median(warm), "cwltool": statistics.median(plain)}
+    return figures
+
+
+def write_cwl_section(out: Path, measured: str, cwl: dict[str, object]) -> None:
+    rows = "\n".join(
+        f"| {label} | {f['first']:.1f} | {f['appliance']:.1f} | {f['cwltool']:.1f} | "
+        f"**{f['appliance'] / f['cwltool']:.2f}** | <= 2.0 |" for label, f in cwl.items())
+    write_section(out, "cwl", f"""
+## cwl-airflow: overhead of the appliance
+
+{measured} A 3-step workflow (tests/cwl/three-step.cwl: write, upper-case, count; and
+tests/cwl/trivial.cwl, the same without containers) run by `cwl-airflow run` on the
+provisioned host (upload, trigger through the API, 5 Airflow tasks on the Celery worker,
+outputs fetched) against plain `cwltool` on the same host. Seconds, median of {CWL_RUNS} runs;
+"first" includes the upload and Airflow parsing the new DAG.
+
+| workflow | first run | cwl-airflow run | cwltool | ratio | goal |
+|---|---|---|---|---|---|
+{rows}
+""")
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -136,15 +190,18 @@ def write_section(out: Path, name: str, body: str) -> None:
     print(section)
 
 
-def main(out: Path, airflow_only: bool = False) -> None:
+def main(out: Path, only: str | None = None) -> None:
     warm_settings = Settings.from_env()
     measured = f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {machine()}."
-    if airflow_only:
+    if only:
         tb = Testbed("bench-warm", warm_settings)
         tb.down()
         try:
             provision(tb, "warm", warm_settings)
-            write_airflow_section(out, measured, airflow_figures(tb, tb.host("bench")))
+            if only == "airflow":
+                write_airflow_section(out, measured, airflow_figures(tb, tb.host("bench")))
+            else:
+                write_cwl_section(out, measured, cwl_figures(tb.host("bench")))
         finally:
             tb.down()
         return
@@ -165,6 +222,7 @@ def main(out: Path, airflow_only: bool = False) -> None:
     try:
         warm = provision(tb, "warm", warm_settings)
         af = airflow_figures(tb, tb.host("bench"))
+        cwl = cwl_figures(tb.host("bench"))
     finally:
         warm["teardown"], _ = timed(tb.down)
 
@@ -185,6 +243,7 @@ def main(out: Path, airflow_only: bool = False) -> None:
 """ + "\n".join(f"| {name} | {c:.1f} | {w:.1f} | {goal} |" for name, c, w, goal in rows))
 
     write_airflow_section(out, measured, af)
+    write_cwl_section(out, measured, cwl)
 
 
 def write_airflow_section(out: Path, measured: str, af: dict[str, object]) -> None:
@@ -217,6 +276,10 @@ def write_airflow_section(out: Path, measured: str, af: dict[str, object]) -> No
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", nargs="?", type=Path, default=REPO / "docs/benchmarks.md")
-    parser.add_argument("--airflow-only", action="store_true", help="one warm host, the Airflow section only")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--airflow-only", dest="only", action="store_const", const="airflow",
+                      help="one warm host, the Airflow section only")
+    only.add_argument("--cwl-only", dest="only", action="store_const", const="cwl",
+                      help="one warm host, the cwl-airflow section only")
     args = parser.parse_args()
-    main(args.out, args.airflow_only)
+    main(args.out, args.only)

@@ -27,3 +27,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r requirements/dev.txt
   echo "$want" > "$stamp"
 fi
+
+# A second venv with what the cwl_airflow package imports (Airflow, cwltool), pinned like the
+# appliance's, for its unit tests (tests/cwl_unit); the package itself comes from src/.
+cwl_venv=$venv-cwl
+airflow_version=$(sed -n 's/^airflow_version: "\(.*\)"/\1/p' ansible/roles/airflow/defaults/main.yml)
+constraints=(ansible/roles/airflow/files/constraints-"$airflow_version"-py3.*.txt ansible/roles/cwl_airflow/files/constraints-cwl-airflow.txt)
+stamp=$cwl_venv/.requirements.sha256
+want=$(cat "${constraints[@]}" pyproject.toml requirements/dev.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "install-deps: Airflow $airflow_version and cwltool into $cwl_venv"
+  [ -x "$cwl_venv/bin/python" ] || "$python" -m venv "$cwl_venv"
+  "$cwl_venv/bin/pip" install -q --disable-pip-version-check "apache-airflow[celery]==$airflow_version" cwltool \
+    "pyjwt[crypto]" pyyaml "$(grep '^pytest==' requirements/dev.txt)" "${constraints[@]/#/--constraint=}"
+  echo "$want" > "$stamp"
+fi

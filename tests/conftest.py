@@ -19,11 +19,15 @@ from testhosts.airflow import AirflowClient
 from testhosts.images import BUSYBOX_TAG, busybox_archive
 from testhosts.playbook import PlaybookResult, run_playbook
 
+# tests/cwl_unit runs in its own venv (Airflow, cwltool): `make unit`
+collect_ignore = ["cwl_unit"]
 LOGS = Path(__file__).resolve().parents[1] / "build" / "test-logs"
 DAGS = Path(__file__).resolve().parent / "dags"
 AIRFLOW_DAEMONS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
 # the scheduler's periodic cleanup (where MariaDB used to crash it) every 20 s instead of 60 s
 CLEANUP_INTERVAL = 20
+CWL = Path(__file__).resolve().parent / "cwl"
+REPORT_PORT = 8765  # the test's report receiver on the appliance host
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,8 +51,37 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+def _rsa_key_pair() -> tuple[str, str]:
+    """A fresh RSA key pair as PEM (private, public)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
+
+
+@dataclass
+class CWLKeys:
+    """Triggers are signed with trigger_private (the appliance has trigger_public); reports are
+    signed by the appliance with report_private (tests verify with report_public)."""
+
+    trigger_private: str
+    trigger_public: str
+    report_private: str
+    report_public: str
+
+
 @pytest.fixture(scope="session")
-def testbed(settings: Settings, pytestconfig: pytest.Config):
+def cwl_keys() -> CWLKeys:
+    return CWLKeys(*_rsa_key_pair(), *_rsa_key_pair())
+
+
+@pytest.fixture(scope="session")
+def testbed(settings: Settings, pytestconfig: pytest.Config, cwl_keys: CWLKeys):
     keep = pytestconfig.getoption("--keep-testbed")
     tb = Testbed("pytest", settings)
     if not keep:
@@ -57,6 +90,12 @@ def testbed(settings: Settings, pytestconfig: pytest.Config):
         tb.up(["aio", "peer"], groups={"appliance": ["aio"]}, hostvars={"aio": {
             "docker_images_load": [{"name": BUSYBOX_TAG, "archive": str(busybox_archive(settings))}],
             "airflow_config": {"AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": CLEANUP_INTERVAL},
+            # a step with coresMin 2 goes to "big"; this host serves both queues
+            "cwl_airflow_queues": {"default": {"cpus": 1, "ram": 2048}, "big": {"cpus": 2, "ram": 4096}},
+            "airflow_worker_queues": ["default", "big"],
+            "cwl_airflow_trigger_public_key": cwl_keys.trigger_public,
+            "cwl_airflow_report_private_key": cwl_keys.report_private,
+            "cwl_airflow_report_url": f"http://127.0.0.1:{REPORT_PORT}/reports",
         }})
         yield tb
     finally:

@@ -35,13 +35,14 @@ def test_second_run_restarts_nothing(rerun):
     ("docker_source", "snap"),
     ("nodejs_source", "brew"),
     ("airflow_worker_concurrency", "many"),
+    ("cwl_airflow_jwt_algorithm", "none"),
 ])
 def test_bad_variable_fails_before_any_role_runs(provisioned, testbed, variable, value):
     result = run_playbook(testbed.inventory, extra_vars={variable: value}, log=LOGS / f"bad-{variable}.log")
     assert result.returncode != 0
     assert variable in result.output
     assert result.stats["aio"]["changed"] == 0
-    for role in ("mysql", "rabbitmq", "docker", "nodejs", "airflow"):
+    for role in ("mysql", "rabbitmq", "docker", "nodejs", "airflow", "cwl_airflow"):
         assert f"TASK [{role} :" not in result.output
 
 

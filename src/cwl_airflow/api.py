@@ -1,0 +1,281 @@
+"""The workflow/run REST API: a FastAPI app that Airflow's api-server mounts at /cwl.
+
+It shares the api-server's port and authentication: every call needs an Airflow bearer token
+(POST /auth/token) and the matching DAG permission. OpenAPI: /cwl/openapi.json, /cwl/docs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from airflow.configuration import conf as airflow_conf
+from fastapi import Depends, FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from cwl_airflow import __version__, reports
+from cwl_airflow.config import Settings, read_key
+from cwl_airflow.extensions.cwldag import dag_file_text
+from cwl_airflow.extensions.operators import load_workflow, resolve_paths
+from cwl_airflow.signing import SignatureError, verify_trigger
+from cwl_airflow.workflow import CWLError, CWLWorkflow
+
+DAG_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+BUNDLE = "dags-folder"  # Airflow's bundle of the dags folder
+
+app = FastAPI(
+    title="cwl-airflow",
+    version=__version__,
+    description="Upload CWL workflows, run them with a job, follow and stop runs, fetch their outputs.",
+)
+
+
+class Upload(BaseModel):
+    dag_id: str = Field(description="id of the workflow's DAG: letters, digits, _ . -")
+    workflow_content: str = Field(description="the CWL document, gzip-compressed then base64-encoded (as upstream)")
+    overwrite: bool = Field(False, description="replace a different workflow uploaded under the same dag_id")
+
+
+class InputFile(BaseModel):
+    name: str = Field(description="the file's name (basename)")
+    content: str = Field(description="the file's bytes, base64-encoded")
+
+
+class Trigger(BaseModel):
+    job: dict[str, Any] = Field(description="the workflow's inputs")
+    run_id: str | None = Field(None, description="defaults to one Airflow makes")
+    signature: str | None = Field(None, description="JWT over run_id and conf, when the appliance requires one")
+
+
+def _fail(code: int, reason: str, **extra: Any) -> HTTPException:
+    return HTTPException(status_code=code, detail={"reason": reason, **extra})
+
+
+def _paths(dag_id: str) -> tuple[Path, Path]:
+    """The workflow file and the DAG file of a dag_id."""
+    if not DAG_ID.match(dag_id):
+        raise _fail(400, f"invalid dag_id {dag_id!r}: use letters, digits, _ . - (at most 200)")
+    dags_folder = Path(airflow_conf.get("core", "dags_folder"))
+    return Settings.load().workflows_folder / f"{dag_id}.cwl", dags_folder / f"cwl_{dag_id}.py"
+
+
+def _dag_state(dag_id: str) -> dict[str, Any]:
+    from airflow.models import DagModel
+    from airflow.models.errors import ParseImportError
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    _, dag_file = _paths(dag_id)
+    with create_session() as session:
+        dag = session.get(DagModel, dag_id)
+        error = session.scalar(select(ParseImportError.stacktrace).where(
+            ParseImportError.filename.in_([str(dag_file), dag_file.name])))
+    return {"ready": bool(dag and dag.is_stale is False), "import_error": error}
+
+
+@app.get("/workflows", dependencies=[Depends(requires_access_dag("GET"))])
+def list_workflows() -> list[dict[str, Any]]:
+    """Uploaded workflows and whether Airflow has parsed their DAGs."""
+    folder = Settings.load().workflows_folder
+    return [{"dag_id": p.stem, "workflow": str(p), **_dag_state(p.stem)} for p in sorted(folder.glob("*.cwl"))]
+
+
+@app.get("/workflows/{dag_id}", dependencies=[Depends(requires_access_dag("GET"))])
+def get_workflow(dag_id: str) -> dict[str, Any]:
+    workflow, _ = _paths(dag_id)
+    if not workflow.exists():
+        raise _fail(404, f"no workflow {dag_id!r}")
+    return {"dag_id": dag_id, "workflow": str(workflow), **_dag_state(dag_id)}
+
+
+@app.post("/workflows", status_code=201, dependencies=[Depends(requires_access_dag("PUT"))])
+def upload_workflow(upload: Upload) -> dict[str, Any]:
+    """Validate a CWL document and create its DAG. The DAG can run once it is `ready`."""
+    workflow, dag_file = _paths(upload.dag_id)
+    try:
+        content = gzip.decompress(base64.b64decode(upload.workflow_content, validate=True))
+    except (binascii.Error, OSError, EOFError) as err:
+        raise _fail(400, f"workflow_content is not base64 of gzip data: {err}") from None
+    if workflow.exists() and workflow.read_bytes() == content and dag_file.exists():
+        return {"dag_id": upload.dag_id, "workflow": str(workflow), "created": False, **_dag_state(upload.dag_id)}
+    if workflow.exists() and not upload.overwrite:
+        raise _fail(409, f"another workflow is uploaded as {upload.dag_id!r}; set overwrite to replace it")
+    workflow.parent.mkdir(parents=True, exist_ok=True)
+    staged = workflow.with_name(f".{workflow.name}.{os.getpid()}.tmp")
+    staged.write_bytes(content)
+    try:
+        CWLWorkflow(staged)
+    except CWLError as err:
+        staged.unlink()
+        raise _fail(400, f"invalid CWL: {err.reason}", unsupported=err.unsupported) from None
+    staged.replace(workflow)
+    dag_file.write_text(dag_file_text(upload.dag_id, workflow))
+    _request_parsing(dag_file)
+    return {"dag_id": upload.dag_id, "workflow": str(workflow), "created": True, **_dag_state(upload.dag_id)}
+
+
+def _request_parsing(dag_file: Path) -> None:
+    """Ask the DAG processor to parse this file now rather than at its next folder scan."""
+    from airflow.models.dagbag import DagPriorityParsingRequest
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.add(DagPriorityParsingRequest(bundle_name=BUNDLE, relative_fileloc=dag_file.name))
+
+
+@app.post("/inputs", status_code=201, dependencies=[Depends(requires_access_dag("POST", access_entity="RUN"))])
+def upload_input(upload: InputFile) -> dict[str, Any]:
+    """Store an input file (once per content) in the inputs folder; use its location in a job."""
+    name = Path(upload.name).name
+    if not name or name in (".", ".."):
+        raise _fail(400, f"invalid file name {upload.name!r}")
+    try:
+        content = base64.b64decode(upload.content, validate=True)
+    except binascii.Error as err:
+        raise _fail(400, f"content is not base64: {err}") from None
+    folder = Settings.load().inputs_folder / "uploads" / hashlib.sha256(content).hexdigest()
+    path = folder / name
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        staged = folder / f".{name}.{os.getpid()}.tmp"
+        staged.write_bytes(content)
+        staged.replace(path)
+    return {"class": "File", "location": path.as_uri(), "size": len(content)}
+
+
+@app.post("/workflows/{dag_id}/runs", status_code=201,
+          dependencies=[Depends(requires_access_dag("POST", access_entity="RUN"))])
+def trigger(dag_id: str, body: Trigger, user: GetUserDep) -> dict[str, Any]:
+    """Start a run with {"job": {...}}; when a trigger key is configured, `signature` must sign it."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.exceptions import DagNotFound, DagRunAlreadyExists
+    from airflow.utils.types import DagRunTriggeredByType
+
+    settings = Settings.load()
+    workflow, _ = _paths(dag_id)
+    if not workflow.exists():
+        raise _fail(404, f"no workflow {dag_id!r}")
+    conf = {"job": body.job}
+    if settings.trigger_public_key:
+        try:
+            verify_trigger(body.signature, body.run_id, conf, read_key(settings.trigger_public_key), settings.jwt_algorithm)
+        except SignatureError as err:
+            raise _fail(403, str(err)) from None
+    try:
+        load_workflow(str(workflow)).validate_job(resolve_paths(body.job, settings.inputs_folder))
+    except CWLError as err:
+        raise _fail(400, err.reason) from None
+    if not _dag_state(dag_id)["ready"]:
+        raise _fail(409, f"the DAG of {dag_id!r} is not parsed yet; retry in a few seconds", retry=True)
+    try:
+        run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.REST_API, run_id=body.run_id, conf=conf,
+                          triggering_user_name=user.get_name())
+    except DagRunAlreadyExists:
+        raise _fail(409, f"run {body.run_id!r} of {dag_id!r} exists") from None
+    except DagNotFound:
+        raise _fail(409, f"the DAG of {dag_id!r} is not parsed yet; retry in a few seconds", retry=True) from None
+    return {"dag_id": dag_id, "run_id": run.run_id, "state": str(run.state)}
+
+
+def _runs(dag_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(DagRun).where(DagRun.dag_id == dag_id)
+        if run_id is not None:
+            query = query.where(DagRun.run_id == run_id)
+        runs = session.scalars(query.order_by(DagRun.id)).all()
+        tis = session.execute(
+            select(TaskInstance.run_id, TaskInstance.task_id, TaskInstance.state)
+            .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id.in_([r.run_id for r in runs]))
+        ).all()
+        result = []
+        for run in runs:
+            tasks = {t: str(s) if s else None for r, t, s in tis if r == run.run_id}
+            failed = sorted(t for t, s in tasks.items() if s in ("failed", "upstream_failed"))
+            result.append({
+                "dag_id": dag_id, "run_id": run.run_id, "state": str(run.state),
+                "progress": 100 if str(run.state) == "success" else reports.percent_done(tasks),
+                "tasks": tasks, "failed_tasks": failed,
+                "start_date": run.start_date.isoformat() if run.start_date else None,
+                "end_date": run.end_date.isoformat() if run.end_date else None,
+            })
+    return result
+
+
+@app.get("/workflows/{dag_id}/runs", dependencies=[Depends(requires_access_dag("GET", access_entity="RUN"))])
+def list_runs(dag_id: str) -> list[dict[str, Any]]:
+    """Runs with their state, progress (percent of finished tasks) and task states."""
+    return _runs(dag_id)
+
+
+@app.get("/workflows/{dag_id}/runs/{run_id}", dependencies=[Depends(requires_access_dag("GET", access_entity="RUN"))])
+def get_run(dag_id: str, run_id: str) -> dict[str, Any]:
+    runs = _runs(dag_id, run_id)
+    if not runs:
+        raise _fail(404, f"no run {run_id!r} of {dag_id!r}")
+    return runs[0]
+
+
+@app.get("/workflows/{dag_id}/runs/{run_id}/outputs",
+         dependencies=[Depends(requires_access_dag("GET", access_entity="RUN"))])
+def get_outputs(dag_id: str, run_id: str) -> dict[str, Any]:
+    """The workflow's output object (files are in the run's output folder)."""
+    run = get_run(dag_id, run_id)
+    outputs = Settings.load().run_outputs(dag_id, run_id) / "outputs.json"
+    if run["state"] != "success" or not outputs.exists():
+        raise _fail(404, f"run {run_id!r} has no outputs (state {run['state']})", state=run["state"])
+    return json.loads(outputs.read_text())
+
+
+@app.post("/workflows/{dag_id}/runs/{run_id}/stop",
+          dependencies=[Depends(requires_access_dag("PUT", access_entity="RUN"))])
+def stop_run(dag_id: str, run_id: str) -> dict[str, Any]:
+    """Mark the run failed, wait until its tasks (and their containers) ended, remove its tmp data."""
+    from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
+    from airflow.models.dagbag import DBDagBag
+    from airflow.utils.session import create_session
+
+    before = get_run(dag_id, run_id)
+    settings = Settings.load()
+    with create_session() as session:
+        dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
+        if dag is None:
+            raise _fail(404, f"no DAG {dag_id!r}")
+        _, killed = set_dag_run_state_to_failed(dag=dag, run_id=run_id, commit=True, session=session)
+    stopped = sorted({ti.task_id for ti in killed})
+    run_tmp = settings.run_tmp(dag_id, run_id)
+    deadline = time.monotonic() + settings.stop_timeout
+    while busy := _running_steps(run_tmp):
+        if time.monotonic() > deadline:
+            raise _fail(504, f"tasks still running after {settings.stop_timeout} s: {', '.join(busy)}; "
+                        "the run is marked failed, retry the stop to clean up")
+        time.sleep(0.5)
+    shutil.rmtree(run_tmp, ignore_errors=True)
+    return {"dag_id": dag_id, "run_id": run_id, "state": "failed", "previous_state": before["state"],
+            "stopped_tasks": stopped}
+
+
+def _running_steps(run_tmp: Path) -> list[str]:
+    """Steps whose process still holds its lock file (released when the process is gone)."""
+    busy = []
+    for lock in sorted((run_tmp / "running").glob("*.lock")):
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy.append(lock.stem)
+    return busy

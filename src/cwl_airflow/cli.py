@@ -1,0 +1,375 @@
+"""cwl-airflow: prepare AIRFLOW_HOME, run workflows through the API, follow and stop runs.
+
+`cwl-airflow run [--outdir DIR] [--quiet] workflow.cwl job.json` speaks the protocol of the
+CWL conformance runner cwltest: the output object as JSON on stdout, exit 0 on success, 33
+for an unsupported CWL feature, 1 for any other failure.
+
+The API is found at $CWL_AIRFLOW_API (default http://127.0.0.1:8080); credentials come from
+$CWL_AIRFLOW_TOKEN, or $CWL_AIRFLOW_USER and $CWL_AIRFLOW_PASSWORD, or (on the appliance,
+as root or airflow) the simple auth manager's password file. When the appliance requires signed
+triggers, $CWL_AIRFLOW_SIGNING_KEY names the private key (PEM) that signs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from cwl_airflow.config import Settings, read_key
+
+UNSUPPORTED = 33
+FINISHED = ("success", "failed")
+
+
+class APIError(Exception):
+    def __init__(self, status: int, detail: Any) -> None:
+        self.status, self.detail = status, detail
+        reason = detail.get("reason", detail) if isinstance(detail, dict) else detail
+        super().__init__(f"HTTP {status}: {reason}")
+
+
+class Client:
+    """A thin client of the /cwl API."""
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token or self._login()
+
+    def _login(self) -> str:
+        user, password = os.environ.get("CWL_AIRFLOW_USER"), os.environ.get("CWL_AIRFLOW_PASSWORD")
+        if not (user and password):
+            user, password = _appliance_credentials()
+        return self._call("POST", "/auth/token", {"username": user, "password": password}, auth=False)["access_token"]
+
+    def _call(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            payload = err.read()
+            try:
+                detail = json.loads(payload).get("detail", payload.decode())
+            except (ValueError, AttributeError):
+                detail = payload.decode(errors="replace")
+            raise APIError(err.code, detail) from None
+
+    def upload_input(self, path: Path) -> str:
+        """Send a local input file to the appliance; its location there."""
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        return self._call("POST", "/cwl/inputs", {"name": path.name, "content": encoded})["location"]
+
+    def upload(self, dag_id: str, content: bytes) -> Any:
+        encoded = base64.b64encode(gzip.compress(content)).decode()
+        return self._call("POST", "/cwl/workflows", {"dag_id": dag_id, "workflow_content": encoded})
+
+    def workflow(self, dag_id: str) -> Any:
+        return self._call("GET", f"/cwl/workflows/{quote(dag_id)}")
+
+    def trigger(self, dag_id: str, job: dict[str, Any], run_id: str | None = None, signature: str | None = None) -> Any:
+        body = {"job": job, "run_id": run_id, "signature": signature}
+        return self._call("POST", f"/cwl/workflows/{quote(dag_id)}/runs", body)
+
+    def runs(self, dag_id: str) -> Any:
+        return self._call("GET", f"/cwl/workflows/{quote(dag_id)}/runs")
+
+    def run(self, dag_id: str, run_id: str) -> Any:
+        return self._call("GET", f"/cwl/workflows/{quote(dag_id)}/runs/{quote(run_id, safe='')}")
+
+    def outputs(self, dag_id: str, run_id: str) -> Any:
+        return self._call("GET", f"/cwl/workflows/{quote(dag_id)}/runs/{quote(run_id, safe='')}/outputs")
+
+    def stop(self, dag_id: str, run_id: str) -> Any:
+        return self._call("POST", f"/cwl/workflows/{quote(dag_id)}/runs/{quote(run_id, safe='')}/stop")
+
+
+def _appliance_credentials() -> tuple[str, str]:
+    """The first user of the simple auth manager's password file (readable by root and airflow)."""
+    default = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser() / "passwords.json"
+    path = Path(os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", default))
+    try:
+        user, password = next(iter(json.loads(path.read_text()).items()))
+    except (OSError, ValueError, StopIteration):
+        raise SystemExit(f"cwl-airflow: no credentials: set CWL_AIRFLOW_TOKEN or CWL_AIRFLOW_USER and "
+                         f"CWL_AIRFLOW_PASSWORD (could not read {path})") from None
+    return user, password
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.api, os.environ.get("CWL_AIRFLOW_TOKEN"))
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr)
+
+
+# -- init ----------------------------------------------------------------------------------------
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create the CWL folders, a queues.yaml and (unless --no-example) an example workflow DAG."""
+    settings = Settings.load()
+    created = []
+    for folder in settings.folders():
+        if not folder.exists():
+            folder.mkdir(parents=True, mode=0o750)
+            created.append(folder)
+    if not settings.queues_file.exists():
+        cpus = os.cpu_count() or 1
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+        settings.queues_file.write_text(
+            "# Celery queues for CWL steps: a step goes to the smallest queue that has its\n"
+            "# ResourceRequirement (coresMin, ramMin in MiB); steps without one go to 'default'.\n"
+            f"default: {{cpus: {cpus}, ram: {ram}}}\n"
+        )
+        created.append(settings.queues_file)
+    if args.example:
+        from airflow.configuration import conf
+
+        workflow = settings.workflows_folder / "cwl_example.cwl"
+        dag_file = Path(conf.get("core", "dags_folder")) / "cwl_cwl_example.py"
+        if not workflow.exists():
+            workflow.write_text(resources.files("cwl_airflow").joinpath("example/hello.cwl").read_text())
+            created.append(workflow)
+        if not dag_file.exists():
+            from cwl_airflow.extensions.cwldag import dag_file_text
+
+            dag_file.parent.mkdir(parents=True, exist_ok=True)
+            dag_file.write_text(dag_file_text("cwl_example", workflow))
+            created.append(dag_file)
+    for path in created:
+        print(f"created {path}")
+    return 0
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+def _pack(path: Path) -> bytes:
+    """The workflow and every file it references, as one document."""
+    from cwltool.context import LoadingContext
+    from cwltool.load_tool import fetch_document, resolve_and_validate_document
+    from cwltool.main import print_pack
+    from cwltool.workflow import default_make_tool
+    from schema_salad.ref_resolver import file_uri
+
+    context, document, uri = fetch_document(file_uri(str(path.resolve())),
+                                            LoadingContext({"construct_tool_object": default_make_tool}))
+    context, uri = resolve_and_validate_document(context, document, uri)
+    return print_pack(context, uri).encode()
+
+
+def _load_job(client: Client, path: Path | None) -> dict[str, Any]:
+    """A job file (JSON or YAML) whose local input files are sent to the appliance.
+
+    The workers may not read the caller's files (another machine, or a home folder), so each
+    local File is uploaded once per content and the job points at the uploaded copy.
+    """
+    if path is None:
+        return {}
+    import yaml
+
+    from cwl_airflow.workflow import files_in
+
+    job = yaml.safe_load(path.read_text()) or {}
+    base = path.resolve().parent
+    for item in files_in(job):
+        ref = item.get("path") or item.get("location")
+        if not ref or ref.startswith(("http://", "https://")):
+            continue
+        local = Path(ref.removeprefix("file://"))
+        local = local if local.is_absolute() else base / local
+        if item.get("class") == "File" and local.is_file():
+            item.pop("path", None)
+            item["location"] = client.upload_input(local)
+        elif item.get("class") == "Directory":
+            item.pop("path", None)
+            item["location"] = local.as_uri()  # directories are not sent: they must be readable by the workers
+    return job
+
+
+def _fetch_outputs(outputs: Any, outdir: Path) -> Any:
+    """Copy the output files into outdir and point the output object at the copies."""
+    from schema_salad.ref_resolver import uri_file_path
+
+    from cwl_airflow.workflow import files_in
+
+    items = [f for f in files_in(outputs) if str(f.get("location", "")).startswith("file://")]
+    paths = [uri_file_path(f["location"]) for f in items]
+    root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
+    outdir.mkdir(parents=True, exist_ok=True)
+    for item, src in zip(items, paths):
+        dest = outdir / os.path.relpath(src, root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if item["class"] == "Directory":
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+        elif not dest.exists():
+            shutil.copy2(src, dest)
+        item["location"] = dest.as_uri()
+        item["path"] = str(dest)
+    return outputs
+
+
+def submit(client: Client, workflow: Path, say: Any = None) -> str:
+    """Upload a workflow (once per content) and wait until its DAG is ready; its dag_id."""
+    content = _pack(workflow)
+    name = "".join(c if c.isalnum() else "_" for c in workflow.stem)[:60]
+    dag_id = f"cwl_{name}_{hashlib.sha256(content).hexdigest()[:12]}"
+    state = client.upload(dag_id, content)
+    deadline = time.monotonic() + 180
+    if say and not state.get("ready"):
+        say(f"waiting for Airflow to parse {dag_id}")
+    while not state.get("ready"):
+        if state.get("import_error"):
+            raise APIError(400, {"reason": state["import_error"]})
+        if time.monotonic() > deadline:
+            raise APIError(504, {"reason": f"Airflow did not parse the DAG of {dag_id} within 180 s"})
+        time.sleep(0.5)
+        state = client.workflow(dag_id)
+    return dag_id
+
+
+def _signature(conf: dict[str, Any]) -> str | None:
+    """A JWT over the trigger, when $CWL_AIRFLOW_SIGNING_KEY names a private key (PEM file)."""
+    path = os.environ.get("CWL_AIRFLOW_SIGNING_KEY")
+    if not path:
+        return None
+    from cwl_airflow.signing import sign
+
+    algorithm = os.environ.get("AIRFLOW__CWL__JWT_ALGORITHM", "RS256")
+    return sign({"run_id": None, "conf": conf}, read_key(path), algorithm, lifetime=300)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    def say(message: str) -> None:
+        _say(args, message)
+
+    try:
+        client = _client(args)
+        dag_id = submit(client, Path(args.workflow), say)
+        job = _load_job(client, Path(args.job) if args.job else None)
+        signature = _signature({"job": job})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                run = client.trigger(dag_id, job, signature=signature)
+                break
+            except APIError as err:  # 409 while the scheduler has not seen the new DAG
+                if not (err.status == 409 and isinstance(err.detail, dict) and err.detail.get("retry")) \
+                        or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        say(f"started {dag_id} run {run['run_id']}")
+        while run["state"] not in FINISHED:
+            time.sleep(0.3)
+            run = client.run(dag_id, run["run_id"])
+        if run["state"] != "success":
+            print(f"cwl-airflow: run {run['run_id']} of {dag_id} failed; failed tasks: "
+                  f"{', '.join(run.get('failed_tasks', [])) or 'none'} (see their logs in Airflow)", file=sys.stderr)
+            return 1
+        outputs = client.outputs(dag_id, run["run_id"])
+    except APIError as err:
+        print(f"cwl-airflow: {err}", file=sys.stderr)
+        unsupported = isinstance(err.detail, dict) and err.detail.get("unsupported")
+        return UNSUPPORTED if unsupported else 1
+    except (OSError, ValueError) as err:
+        print(f"cwl-airflow: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # cwltool's own errors while packing the workflow
+        from cwltool.errors import UnsupportedRequirement
+
+        print(f"cwl-airflow: {err}", file=sys.stderr)
+        return UNSUPPORTED if isinstance(err, UnsupportedRequirement) else 1
+    print(json.dumps(_fetch_outputs(outputs, Path(args.outdir).resolve()), indent=2))
+    return 0
+
+
+# -- status / stop -------------------------------------------------------------------------------
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        if args.run_id:
+            result = client.run(args.dag_id, args.run_id)
+        elif args.dag_id:
+            result = client.runs(args.dag_id)
+        else:
+            result = client._call("GET", "/cwl/workflows")
+    except APIError as err:
+        print(f"cwl-airflow: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    try:
+        print(json.dumps(_client(args).stop(args.dag_id, args.run_id), indent=2))
+    except APIError as err:
+        print(f"cwl-airflow: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_reporter(args: argparse.Namespace) -> int:
+    """Deliver queued reports until stopped (the cwl-airflow-reporter service)."""
+    from cwl_airflow.reports import deliver_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    settings = Settings.load(use_airflow=False)
+    deliver_forever(settings.reports_folder, read_key(settings.report_private_key), settings.jwt_algorithm)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cwl-airflow", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--api", default=os.environ.get("CWL_AIRFLOW_API", "http://127.0.0.1:8080"),
+                        help="Airflow's API server (default: $CWL_AIRFLOW_API or http://127.0.0.1:8080)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="prepare AIRFLOW_HOME for CWL: folders, queues.yaml, an example")
+    init.add_argument("--no-example", dest="example", action="store_false", help="no example workflow DAG")
+    init.set_defaults(func=cmd_init)
+    run = sub.add_parser("run", help="run a workflow through the API and print its outputs (cwltest protocol)")
+    run.add_argument("--outdir", default=".", help="where to put the output files (default: .)")
+    run.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    run.add_argument("workflow")
+    run.add_argument("job", nargs="?")
+    run.set_defaults(func=cmd_run)
+    status = sub.add_parser("status", help="workflows, a workflow's runs, or one run")
+    status.add_argument("dag_id", nargs="?")
+    status.add_argument("run_id", nargs="?")
+    status.set_defaults(func=cmd_status)
+    stop = sub.add_parser("stop", help="stop a run: its tasks and containers end, its tmp data is removed")
+    stop.add_argument("dag_id")
+    stop.add_argument("run_id")
+    stop.set_defaults(func=cmd_stop)
+    reporter = sub.add_parser("reporter", help="deliver queued reports (run by the cwl-airflow-reporter service)")
+    reporter.set_defaults(func=cmd_reporter)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command == "run":  # cwltest passes options of its own runner (e.g. --debug)
+        logging.getLogger(__name__).debug("ignored options: %s", unknown)
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

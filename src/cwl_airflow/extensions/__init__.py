@@ -1,0 +1,1 @@
+"""Upstream's import paths: `from cwl_airflow.extensions.cwldag import CWLDAG`."""

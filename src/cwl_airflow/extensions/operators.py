@@ -1,0 +1,177 @@
+"""The tasks of a CWLDAG: the dispatcher, one task per step, the gatherer.
+
+Tasks exchange CWL values (small JSON; files by location) through XCom; the files themselves
+stay in the run's tmp folder, which every worker must see at the same path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import json
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from cwltool.argparser import arg_parser
+from cwltool.context import RuntimeContext
+from schema_salad.ref_resolver import file_uri, uri_file_path
+
+from cwl_airflow.config import Settings
+from cwl_airflow.workflow import CWLError, CWLWorkflow, files_in
+
+DISPATCHER = "CWLJobDispatcher"
+GATHERER = "CWLJobGatherer"
+CWLTOOL_PREFIX = "http://commonwl.org/cwltool#"
+
+
+@lru_cache(maxsize=8)
+def _workflow(path: str, mtime: float) -> CWLWorkflow:
+    return CWLWorkflow(path)
+
+
+def load_workflow(path: str) -> CWLWorkflow:
+    """The workflow, loaded once per process and file version."""
+    return _workflow(path, os.stat(path).st_mtime)
+
+
+def _runtime(settings: Settings, outdir: Path, run_tmp: Path, prefix: str) -> RuntimeContext:
+    """cwltool's runtime options: the configured ones, then the folders of this run."""
+    args = arg_parser().parse_args([*shlex.split(settings.cwltool_options), "unused.cwl"])
+    runtime = RuntimeContext(vars(args))
+    runtime.outdir = str(outdir)
+    runtime.tmpdir_prefix = str(run_tmp / "tmp" / prefix) + "-"
+    runtime.tmp_outdir_prefix = str(run_tmp / "tmp" / prefix) + "-out-"
+    runtime.cidfile_dir = str(run_tmp / "cid")
+    runtime.cidfile_prefix = prefix
+    runtime.record_container_id = True
+    runtime.move_outputs = "move"
+    for folder in ("cid", "tmp"):
+        (run_tmp / folder).mkdir(parents=True, exist_ok=True)
+    return runtime
+
+
+class _CWLOperator(BaseOperator):
+    template_fields = ()
+    ui_color = "#d5e8f7"
+
+    def __init__(self, *, workflow: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workflow = workflow
+
+    def _run_tmp(self, context: Any) -> Path:
+        return Settings.load().run_tmp(self.dag_id, context["run_id"])
+
+    def _values(self, context: Any, sources: list[str]) -> dict[str, Any]:
+        """The job of a task's own workflow: src<i> is the value of the i-th source."""
+        ti = context["ti"]
+        inputs = ti.xcom_pull(task_ids=DISPATCHER) or {}
+        job = {}
+        for i, source in enumerate(sources):
+            if "/" in source:
+                step, out = source.rsplit("/", 1)
+                job[f"src{i}"] = (ti.xcom_pull(task_ids=task_id(step)) or {}).get(out)
+            else:
+                job[f"src{i}"] = inputs.get(source)
+        return job
+
+
+class CWLJobDispatcher(_CWLOperator):
+    """Reads the job from the run's conf ({"job": {...}}), checks it and its input files."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings = Settings.load()
+        conf = context["dag_run"].conf or {}
+        job = conf.get("job")
+        if not isinstance(job, dict):
+            raise CWLError('the run\'s conf must be {"job": {...}} with the workflow\'s inputs')
+        job = load_workflow(self.workflow).validate_job(resolve_paths(job, settings.inputs_folder))
+        locations = [f.get("location", "") for f in files_in(job)]
+        missing = [loc for loc in locations if loc.startswith("file://") and not Path(uri_file_path(loc)).exists()]
+        if missing:
+            raise CWLError("input files not found: " + ", ".join(missing))
+        self._run_tmp(context).mkdir(parents=True, exist_ok=True)
+        return job
+
+
+class CWLStepOperator(_CWLOperator):
+    """Runs one workflow step with cwltool (in Docker when the step asks for it)."""
+
+    def __init__(self, *, step: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.step = step
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        wf = load_workflow(self.workflow)
+        process, sources = wf.step_process(self.step)
+        run_tmp = self._active_run_tmp = self._run_tmp(context)
+        runtime = _runtime(Settings.load(), run_tmp / "steps" / self.task_id, run_tmp, self.task_id)
+        # held while this process lives: a stop waits until it can take it
+        (run_tmp / "running").mkdir(parents=True, exist_ok=True)
+        with open(run_tmp / "running" / f"{self.task_id}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return wf.execute(process, self._values(context, sources), runtime)
+
+    def on_kill(self) -> None:
+        """Kill this step's containers (cwltool records their ids) and cwltool's processes."""
+        from cwltool.utils import processes_to_kill
+
+        run_tmp = getattr(self, "_active_run_tmp", None)
+        for cidfile in glob.glob(str(run_tmp / "cid" / f"{self.task_id}-*.cid")) if run_tmp else []:
+            cid = Path(cidfile).read_text().strip()
+            if cid:
+                subprocess.run(["docker", "kill", cid], capture_output=True, check=False)
+        while processes_to_kill:
+            process = processes_to_kill.popleft()
+            if process.poll() is None:
+                process.kill()
+
+
+class CWLJobGatherer(_CWLOperator):
+    """Collects the workflow's outputs into the run's output folder; removes the tmp data."""
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings = Settings.load()
+        wf = load_workflow(self.workflow)
+        process, sources = wf.gather_process()
+        run_tmp = self._run_tmp(context)
+        outdir = settings.run_outputs(self.dag_id, context["run_id"])
+        outputs = strip_cwltool_keys(wf.execute(process, self._values(context, sources), _runtime(settings, outdir, run_tmp, "gather")))
+        outdir.mkdir(parents=True, exist_ok=True)
+        (outdir / "outputs.json").write_text(json.dumps(outputs, indent=2))
+        if not settings.keep_tmp_data:
+            shutil.rmtree(run_tmp, ignore_errors=True)
+        return outputs
+
+
+def task_id(step: str) -> str:
+    """A CWL step name as an Airflow task id."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in step)
+
+
+def resolve_paths(job: dict[str, Any], inputs_folder: Path) -> dict[str, Any]:
+    """Relative File/Directory paths of a job are taken from the inputs folder."""
+    job = json.loads(json.dumps(job))
+    for item in files_in(job):
+        ref = item.pop("path", None) or item.get("location")
+        if ref is None:
+            continue  # a literal (contents/listing)
+        if "://" not in ref:
+            ref = file_uri(str(inputs_folder / ref if not os.path.isabs(ref) else ref))
+        item["location"] = ref
+    return job
+
+
+def strip_cwltool_keys(value: Any) -> Any:
+    """Output objects without cwltool's private keys (e.g. cwltool#generation)."""
+    if isinstance(value, dict):
+        return {k: strip_cwltool_keys(v) for k, v in value.items() if not k.startswith(CWLTOOL_PREFIX)}
+    if isinstance(value, list):
+        return [strip_cwltool_keys(v) for v in value]
+    return value

@@ -1,0 +1,46 @@
+#!/usr/bin/env cwl-runner
+# The same three steps without a container: the trivial workflow of the overhead benchmark.
+cwlVersion: v1.2
+class: Workflow
+inputs:
+  name: string
+outputs:
+  shouted:
+    type: File
+    outputSource: shout/out
+  length:
+    type: File
+    outputSource: count/out
+steps:
+  greet:
+    in: {name: name}
+    out: [out]
+    run:
+      class: CommandLineTool
+      baseCommand: [sh, -c]
+      arguments: ['echo "hello $0" > greeting.txt', $(inputs.name)]
+      inputs: {name: string}
+      outputs:
+        out: {type: File, outputBinding: {glob: greeting.txt}}
+  shout:
+    in: {text: greet/out}
+    out: [out]
+    run:
+      class: CommandLineTool
+      baseCommand: [tr, a-z, A-Z]
+      stdin: $(inputs.text.path)
+      stdout: upper.txt
+      inputs: {text: File}
+      outputs:
+        out: {type: stdout}
+  count:
+    in: {text: shout/out}
+    out: [out]
+    run:
+      class: CommandLineTool
+      baseCommand: [wc, -c]
+      stdin: $(inputs.text.path)
+      stdout: count.txt
+      inputs: {text: File}
+      outputs:
+        out: {type: stdout}

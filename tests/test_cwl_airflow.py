@@ -1,0 +1,267 @@
+"""cwl-airflow on the provisioned appliance: workflows through the API, Celery and Docker;
+signed triggers and reports; stopping a run; `cwl-airflow run` as a cwltest runner."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+import urllib.parse
+
+import jwt
+import pytest
+
+from conftest import CWL, REPORT_PORT, put_file
+from cwl_airflow.cli import APIError, Client
+
+OUTBOX = "/var/lib/airflow/cwl/reports"
+RECEIVER = f"""
+import http.server, json, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open("/root/reports.jsonl", "a") as out:
+            out.write(json.dumps({{"path": self.path, "body": json.loads(body)}}) + "\\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", {REPORT_PORT}), Handler).serve_forever()
+"""
+
+
+def signed(cwl_keys, conf, run_id=None, key=None, lifetime=60):
+    claims = {"run_id": run_id, "conf": conf, "iat": int(time.time()), "exp": int(time.time()) + lifetime}
+    return jwt.encode(claims, key or cwl_keys.trigger_private, algorithm="RS256")
+
+
+@pytest.fixture(scope="module")
+def cwl(airflow):
+    """A client of the /cwl API (same tunnel and token as the Airflow client)."""
+    return Client(airflow.url, airflow.token())
+
+
+def upload(cwl, name: str, dag_id: str | None = None):
+    dag_id = dag_id or f"test_{name.replace('-', '_').removesuffix('.cwl')}"
+    cwl.upload(dag_id, (CWL / name).read_bytes())
+    deadline = time.monotonic() + 120
+    while not cwl.workflow(dag_id)["ready"]:
+        assert time.monotonic() < deadline, f"{dag_id} not parsed"
+        time.sleep(0.5)
+    return dag_id
+
+
+def run(cwl, cwl_keys, dag_id, job, timeout=180):
+    conf = {"job": job}
+    started = cwl.trigger(dag_id, job, signature=signed(cwl_keys, conf))
+    deadline = time.monotonic() + timeout
+    state = cwl.run(dag_id, started["run_id"])
+    while state["state"] not in ("success", "failed"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+        state = cwl.run(dag_id, started["run_id"])
+    return state
+
+
+@pytest.fixture(scope="module")
+def receiver(host):
+    """A report receiver on the appliance host, as a transient unit; yields its log reader."""
+    put_file(host, "/root/receiver.py", RECEIVER.encode())
+
+    class Receiver:
+        def start(self):
+            host.run_expect([0], "systemd-run --unit=report-receiver python3 /root/receiver.py")
+            host.run_expect([0], f"timeout 10 sh -c 'until bash -c \"</dev/tcp/127.0.0.1/{REPORT_PORT}\"; do sleep 0.2; done'")
+
+        def stop(self):
+            host.run("systemctl stop report-receiver")
+
+        def reports(self, run_id=None):
+            text = host.run("cat /root/reports.jsonl").stdout
+            items = [json.loads(line) for line in text.splitlines() if line]
+            return [r for r in items if run_id is None or
+                    jwt.decode(r["body"]["payload"], options={"verify_signature": False})["run_id"] == run_id]
+
+    receiver = Receiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+def test_services_and_configuration(host):
+    reporter = host.service("cwl-airflow-reporter")
+    assert reporter.is_enabled and reporter.is_running
+    pid = host.check_output("systemctl show -P MainPID cwl-airflow-reporter")
+    assert host.check_output("ps -o user= -p %s", pid) == "airflow"
+    for unit in ("airflow-worker", "airflow-api-server", "airflow-scheduler"):
+        assert "/etc/airflow/cwl-airflow.env" in host.check_output("systemctl show -P EnvironmentFiles %s", unit)
+    env = host.file("/etc/airflow/cwl-airflow.env")
+    assert (env.user, env.group, env.mode) == ("root", "airflow", 0o640)
+    key = host.file("/etc/airflow/cwl-report-private.pem")
+    assert (key.user, key.group, key.mode) == ("root", "airflow", 0o640)
+    assert host.run("systemd-analyze verify /etc/systemd/system/cwl-airflow-reporter.service").stderr.strip() == ""
+    assert host.check_output("sudo -u airflow cwl-airflow status") .startswith("[")
+
+
+def test_three_docker_steps_through_the_api(host, cwl, cwl_keys, airflow):
+    dag_id = upload(cwl, "three-step.cwl")
+    result = run(cwl, cwl_keys, dag_id, {"name": "appliance"})
+    assert result["state"] == "success", result
+    assert result["tasks"] == dict.fromkeys(["CWLJobDispatcher", "CWLJobGatherer", "count", "greet", "shout"], "success")
+    assert result["progress"] == 100
+    outputs = cwl.outputs(dag_id, result["run_id"])
+    assert outputs["shouted"]["basename"] == "upper.txt"
+    assert host.file(local(outputs["shouted"])).content_string == "HELLO APPLIANCE\n"
+    assert host.file(local(outputs["length"])).content_string.strip() == "16"
+    # the steps ran in Docker, each as its own Airflow task on the Celery worker
+    log = host.check_output("cat /var/lib/airflow/logs/dag_id=%s/run_id=%s/task_id=shout/*.log", dag_id, result["run_id"])
+    assert "docker" in log and "appliance-test/busybox:latest" in log
+    # tmp data is removed after success
+    assert not host.file(f"/var/lib/airflow/cwl/tmp/{dag_id}/{result['run_id']}").exists
+
+
+def test_cwl_features_and_queue_by_resources(cwl, cwl_keys, airflow):
+    dag_id = upload(cwl, "features.cwl")
+    result = run(cwl, cwl_keys, dag_id, {"words": ["a", "b"], "shout": True})
+    assert result["state"] == "success", result
+    assert cwl.outputs(dag_id, result["run_id"]) == {"echoed": ["a!", "b!"], "shouted": "A!", "joined": "a! b!"}
+    result = run(cwl, cwl_keys, dag_id, {"words": ["x"]})  # `when` false: upper is skipped by cwltool
+    assert cwl.outputs(dag_id, result["run_id"]) == {"echoed": ["x!"], "shouted": None, "joined": "x!"}
+    queues = {t["task_id"]: t["queue"] for t in airflow.get(
+        f"/api/v2/dags/{dag_id}/dagRuns/{result['run_id']}/taskInstances")["task_instances"]}
+    assert queues["join"] == "big"  # its subworkflow's step needs coresMin 2
+    assert queues["echo"] == "default"
+
+
+def local(file: dict) -> str:
+    """The path on the appliance of a File in an output object."""
+    return urllib.parse.unquote(file["location"].removeprefix("file://"))
+
+
+def expect_error(call, status):
+    with pytest.raises(APIError) as err:
+        call()
+    assert err.value.status == status, err.value.detail
+    return err.value.detail["reason"]
+
+
+def test_bad_input_gets_a_4xx_with_the_reason_and_leaves_nothing(host, cwl, cwl_keys):
+    before = host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows")
+    reason = expect_error(lambda: cwl.upload("test_broken", (CWL / "broken.cwl").read_bytes()), 400)
+    assert "nowhere/out" in reason
+    assert expect_error(lambda: cwl._call("POST", "/cwl/workflows", {"dag_id": "x", "workflow_content": "%%"}), 400)
+    assert "dag_id" in expect_error(lambda: cwl.upload("../etc", b"cwlVersion: v1.2"), 400)
+    assert host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows") == before
+
+    dag_id = upload(cwl, "three-step.cwl")
+    runs = len(cwl.runs(dag_id))
+    assert "name" in expect_error(lambda: cwl.trigger(dag_id, {}, signature=signed(cwl_keys, {"job": {}})), 400)
+    expect_error(lambda: cwl.trigger("test_no_such_workflow", {"name": "x"}), 404)
+    assert len(cwl.runs(dag_id)) == runs
+
+
+def test_triggers_need_a_valid_signature(cwl, cwl_keys):
+    dag_id = upload(cwl, "three-step.cwl")
+    runs = len(cwl.runs(dag_id))
+    job = {"name": "x"}
+    conf = {"job": job}
+    other_private, _ = __import__("conftest")._rsa_key_pair()
+    assert "signed" in expect_error(lambda: cwl.trigger(dag_id, job), 403)
+    assert "invalid signature" in expect_error(
+        lambda: cwl.trigger(dag_id, job, signature=signed(cwl_keys, conf, key=other_private)), 403)
+    assert "expired" in expect_error(
+        lambda: cwl.trigger(dag_id, job, signature=signed(cwl_keys, conf, lifetime=-10)), 403)
+    assert "conf" in expect_error(
+        lambda: cwl.trigger(dag_id, job, signature=signed(cwl_keys, {"job": {"name": "y"}})), 403)
+    assert "run_id" in expect_error(
+        lambda: cwl.trigger(dag_id, job, run_id="mine", signature=signed(cwl_keys, conf, run_id="other")), 403)
+    assert len(cwl.runs(dag_id)) == runs  # nothing was triggered
+
+
+def test_broken_cwl_is_an_import_error_naming_file_and_reason(host, airflow):
+    put_file(host, "/var/lib/airflow/cwl/workflows/broken.cwl", (CWL / "broken.cwl").read_bytes(), owner="airflow")
+    put_file(host, "/var/lib/airflow/dags/cwl_broken.py",
+             b"from cwl_airflow.extensions.cwldag import CWLDAG\n"
+             b"dag = CWLDAG(dag_id='broken', workflow='/var/lib/airflow/cwl/workflows/broken.cwl')\n", owner="airflow")
+    try:
+        deadline = time.monotonic() + 120
+        errors = []
+        while not errors:
+            assert time.monotonic() < deadline, "no import error"
+            errors = [e for e in airflow.get("/api/v2/importErrors")["import_errors"] if "cwl_broken.py" in e["filename"]]
+            time.sleep(2)
+        assert "broken.cwl" in errors[0]["stack_trace"] and "nowhere/out" in errors[0]["stack_trace"]
+        airflow.get("/api/v2/dags/cwl_example")  # other DAGs are unaffected
+    finally:
+        host.run("rm -f /var/lib/airflow/dags/cwl_broken.py /var/lib/airflow/cwl/workflows/broken.cwl")
+
+
+def test_reports_are_signed_and_complete(cwl, cwl_keys, receiver):
+    dag_id = upload(cwl, "three-step.cwl")
+    result = run(cwl, cwl_keys, dag_id, {"name": "reports"})
+    assert result["state"] == "success"
+    deadline = time.monotonic() + 30
+    while not any(r["path"] == "/reports/results" for r in receiver.reports(result["run_id"])):
+        assert time.monotonic() < deadline, "no results report"
+        time.sleep(0.5)
+    reports = [(r["path"], jwt.decode(r["body"]["payload"], cwl_keys.report_public, algorithms=["RS256"]))
+               for r in receiver.reports(result["run_id"])]
+    statuses = {(p["task_id"], p["state"]) for path, p in reports if path == "/reports/status"}
+    for task in ("CWLJobDispatcher", "greet", "shout", "count", "CWLJobGatherer"):
+        assert {(task, "running"), (task, "success")} <= statuses
+    progress = [p["progress"] for path, p in reports if path == "/reports/progress"]
+    assert progress == sorted(progress) and progress[-1] == 100
+    results = [p["results"] for path, p in reports if path == "/reports/results"]
+    assert results[0]["shouted"]["basename"] == "upper.txt"
+
+
+def test_reports_are_held_while_the_receiver_is_down(host, cwl, cwl_keys, receiver):
+    dag_id = upload(cwl, "three-step.cwl")
+    receiver.stop()
+    result = run(cwl, cwl_keys, dag_id, {"name": "held"})
+    assert result["state"] == "success"
+    assert int(host.check_output("ls %s | wc -l", OUTBOX)) >= 10  # queued, not lost
+    receiver.start()
+    deadline = time.monotonic() + 120  # the reporter backs off up to 60 s
+    while host.check_output("ls %s | grep -c json || true", OUTBOX) != "0":
+        assert time.monotonic() < deadline, "the reports were not delivered"
+        time.sleep(1)
+    delivered = receiver.reports(result["run_id"])
+    assert delivered[-1]["path"] == "/reports/results" or any(r["path"] == "/reports/results" for r in delivered)
+    progress = [jwt.decode(r["body"]["payload"], cwl_keys.report_public, algorithms=["RS256"])["progress"]
+                for r in delivered if r["path"] == "/reports/progress"]
+    assert progress == sorted(progress) and progress[-1] == 100  # in order
+
+
+def test_stop_ends_tasks_and_containers_and_cleans_tmp(host, cwl, cwl_keys):
+    dag_id = upload(cwl, "sleep.cwl")
+    conf = {"job": {"seconds": 300}}
+    run_id = cwl.trigger(dag_id, conf["job"], signature=signed(cwl_keys, conf))["run_id"]
+    run_tmp = f"/var/lib/airflow/cwl/tmp/{dag_id}/{run_id}"
+    deadline = time.monotonic() + 120
+    container = ""
+    while not container:  # cwltool records the step's container id in the run's cid folder
+        assert time.monotonic() < deadline, "the step's container did not start"
+        time.sleep(1)
+        container = host.run("cat %s/cid/nap*.cid", run_tmp).stdout.strip()
+    assert host.check_output("docker inspect -f '{{.State.Running}}' %s", container) == "true"
+    stopped = cwl.stop(dag_id, run_id)
+    assert stopped["state"] == "failed" and stopped["stopped_tasks"] == ["nap"]
+    assert host.run("docker inspect -f '{{.State.Running}}' %s", container).stdout.strip() in ("", "false")
+    assert not host.file(run_tmp).exists
+    assert cwl.run(dag_id, run_id)["state"] == "failed"
+
+
+def test_cwl_airflow_run_is_a_cwltest_runner(host, cwl_keys):
+    """The CWL conformance runner drives `cwl-airflow run` over the project's own small suite."""
+    host.run_expect([0], "test -x /root/cwltest/bin/cwltest || "
+                         "(python3 -m venv /root/cwltest && /root/cwltest/bin/pip install -q cwltest==2.7.20260814150058)")
+    host.run_expect([0], "rm -rf /root/conformance && mkdir /root/conformance")
+    for path in (CWL / "conformance").iterdir():
+        put_file(host, f"/root/conformance/{path.name}", path.read_bytes())
+    put_file(host, "/root/trigger.pem", cwl_keys.trigger_private.encode(), mode="0600")
+    result = host.run("cd /root/conformance && CWL_AIRFLOW_SIGNING_KEY=/root/trigger.pem "
+                      "/root/cwltest/bin/cwltest --test tests.yaml --tool cwl-airflow -j 2 --timeout 300 -- run")
+    assert result.rc == 0, result.stdout + result.stderr
+    assert "All tests passed" in result.stdout + result.stderr
