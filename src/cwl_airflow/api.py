@@ -248,6 +248,7 @@ def stop_run(dag_id: str, run_id: str) -> dict[str, Any]:
     from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
     from airflow.models.dagbag import DBDagBag
     from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
 
     before = get_run(dag_id, run_id)
     settings = Settings.load()
@@ -255,7 +256,12 @@ def stop_run(dag_id: str, run_id: str) -> dict[str, Any]:
         dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
         if dag is None:
             raise _fail(404, f"no DAG {dag_id!r}")
-        _, killed = set_dag_run_state_to_failed(dag=dag, run_id=run_id, commit=True, session=session)
+        updated, killed = set_dag_run_state_to_failed(dag=dag, run_id=run_id, commit=True, session=session)
+        # Airflow skips the pending tasks; a skipped leaf reads as success when the scheduler
+        # re-evaluates the run from a stale copy. Upstream-failed keeps every evaluation failed.
+        for ti in updated:
+            if ti.state == TaskInstanceState.SKIPPED:
+                ti.set_state(TaskInstanceState.UPSTREAM_FAILED, session=session)
     stopped = sorted({ti.task_id for ti in killed})
     run_tmp = settings.run_tmp(dag_id, run_id)
     deadline = time.monotonic() + settings.stop_timeout
