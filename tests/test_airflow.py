@@ -1,12 +1,14 @@
 """The airflow role: Airflow 3 with Celery on MariaDB and RabbitMQ, every daemon under systemd."""
 
+import json
 import time
 import urllib.error
 
 import pytest
 
-from conftest import AIRFLOW_DAEMONS, CLEANUP_INTERVAL, DAGS, put_file, tcp_open
+from conftest import AIRFLOW_DAEMONS, CLEANUP_INTERVAL, DAGS, LOGS, put_file, tcp_open
 from testhosts.airflow import AirflowClient
+from testhosts.playbook import run_playbook
 
 
 def units(host) -> dict[str, str]:
@@ -138,5 +140,48 @@ def test_target_stops_and_starts_every_daemon(host, airflow, smoke_dag):
     assert set(units(host).values()) == {"inactive"}
     host.run_expect([0], "systemctl start airflow.target")
     assert set(units(host).values()) == {"active"}
+    airflow.wait_healthy()
+    assert airflow.run(smoke_dag, timeout=240)[1] == "success"
+
+
+def env_values(host) -> dict[str, str]:
+    lines = host.file("/etc/airflow/airflow.env").content_string.splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+@pytest.mark.disruptive
+def test_new_secrets_replace_every_secret(host, testbed, airflow, smoke_dag, credentials):
+    """What every box does at its first boot (airflow-new-secrets.service), here by hand; then
+    the play puts the inventory's secrets back."""
+    assert host.service("airflow-new-secrets").is_enabled
+    assert "ConditionFirstBoot=yes" in host.file("/etc/systemd/system/airflow-new-secrets.service").content_string
+    old_env = env_values(host)
+    old = {name: (credentials / f"{name}.password").read_text().strip()
+           for name in ("mysql-airflow", "rabbitmq-airflow", "airflow-admin")}
+    host.run_expect([0], "systemctl stop airflow.target cwl-airflow-reporter")
+    try:
+        host.run_expect([0], "/usr/local/sbin/airflow-new-secrets")
+        host.run_expect([0], "systemctl start airflow.target cwl-airflow-reporter")
+        new_env = env_values(host)
+        changed = {name for name in old_env if new_env[name] != old_env[name]}
+        assert changed == {"AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
+                           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND",
+                           "AIRFLOW__CELERY__BROKER_URL"}
+        assert host.file("/etc/airflow/airflow.env").mode == 0o640
+        assert host.run("mysql -u airflow -p%s -h 127.0.0.1 -e 'SELECT 1'", old["mysql-airflow"]).rc != 0
+        assert host.run("rabbitmqctl authenticate_user airflow %s", old["rabbitmq-airflow"]).rc != 0
+        passwords = host.file("/var/lib/airflow/passwords.json")
+        assert (passwords.user, passwords.mode) == ("airflow", 0o600)
+        admin = json.loads(passwords.content_string)["admin"]
+        assert admin != old["airflow-admin"]
+        with pytest.raises(urllib.error.HTTPError):
+            AirflowClient(airflow.url, "admin", old["airflow-admin"]).token()
+        renewed = AirflowClient(airflow.url, "admin", admin)
+        renewed.wait_healthy()
+        assert renewed.run(smoke_dag, timeout=240)[1] == "success"  # database, broker, workers
+    finally:
+        result = run_playbook(testbed.inventory, log=LOGS / "site-after-new-secrets.log")
+    assert result.returncode == 0, result.output[-3000:]
+    assert env_values(host) == old_env
     airflow.wait_healthy()
     assert airflow.run(smoke_dag, timeout=240)[1] == "success"
