@@ -9,7 +9,20 @@ TESTHOSTS := $(PYTHON) -m testhosts
 # the cwl_airflow package's unit tests need Airflow and cwltool: their own venv (make deps)
 CWL_UNIT := $(VENV)-cwl/bin/python -m pytest tests/cwl_unit --confcutdir=tests/cwl_unit -p no:cacheprovider
 
-.PHONY: help deps wheel test unit lint host host-down bench lock
+.PHONY: help deps wheel test unit lint host host-down bench bench-box lock base-image box box-test
+
+# The box (packer/): BOX_OS names a packer/*.pkrvars.hcl; BOX_ACCEL=tcg where KVM does not work.
+BOX_OS ?= debian-12
+BOX_ACCEL ?= kvm
+BOX_DIR ?= build/box
+BOX_CA_DIR ?= /usr/local/share/ca-certificates
+CACHE ?= $(or $(TESTHOSTS_CACHE),/var/cache/cwl-airflow-appliance)
+BASE_IMAGE := build/base/debian-12.qcow2
+VAGRANT_KEY ?= $(firstword $(wildcard /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant \
+  /opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant))
+PACKER_VARS = -var-file=packer/$(BOX_OS).pkrvars.hcl -var accelerator=$(BOX_ACCEL) -var output_dir=$(BOX_DIR) \
+  -var ansible_command=$(VENV)/bin/ansible-playbook -var ssh_private_key_file=$(BOX_DIR)/vagrant.key \
+  -var 'extra_ca_certs=$(shell python3 -c 'import glob, json, sys; print(json.dumps(sorted(glob.glob(sys.argv[1] + "/*.crt"))))' $(BOX_CA_DIR))'
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,7 +33,7 @@ deps: ## install the build machine's packages and the Python tools (idempotent)
 wheel: deps ## build the cwl-airflow wheel into build/dist (the cwl_airflow role installs it)
 	rm -rf build/dist && $(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir build/dist .
 
-test: deps wheel ## everything CI runs: unit tests, roles on real test hosts, lint; JUnit XML in build/test-results
+test: deps wheel $(BASE_IMAGE) ## everything CI runs: unit tests, roles on real test hosts, lint; JUnit XML in build/test-results
 	@mkdir -p $(RESULTS)
 	$(CWL_UNIT) --junitxml=$(RESULTS)/junit-cwl-unit.xml
 	$(PYTHON) -m pytest --junitxml=$(RESULTS)/junit.xml $(PYTEST_ARGS)
@@ -40,6 +53,27 @@ host-down: deps ## remove the host of `make host`
 
 bench: deps wheel ## measure provisioning, Airflow and cwl-airflow figures into docs/benchmarks.md (BENCH_ARGS=--airflow-only|--cwl-only)
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS) docs/benchmarks.md
+
+base-image: deps $(BASE_IMAGE) ## build the Debian 12 base image of the box (debootstrap; no download of a cloud image)
+
+$(BASE_IMAGE): packer/base-image.sh | deps
+	@mkdir -p $(@D)
+	BASE_DEB_CACHE=$(CACHE)/base-image-debs packer/base-image.sh $@
+
+box: deps wheel $(if $(filter debian-12,$(BOX_OS)),$(BASE_IMAGE)) ## build the Vagrant boxes (libvirt, VirtualBox) with Packer into build/box (BOX_OS, BOX_ACCEL)
+	@mkdir -p $(BOX_DIR)
+	install -m 0600 $(VAGRANT_KEY) $(BOX_DIR)/vagrant.key  # ssh wants it private
+	set -o pipefail; packer build -force -timestamp-ui -color=false $(PACKER_VARS) packer/box.pkr.hcl 2>&1 | tee $(BOX_DIR)/build-$(BOX_OS).log
+	$(PYTHON) packer/virtualbox-box.py $(BOX_DIR)/$(BOX_OS)/cwl-airflow-$(BOX_OS)-$(file <packer/VERSION).qcow2 \
+	  $(BOX_DIR)/cwl-airflow-$(BOX_OS)-$(file <packer/VERSION)-virtualbox.box \
+	  --os-type $(if $(filter ubuntu%,$(BOX_OS)),Ubuntu_64,Debian_64)
+
+box-test: deps ## boot the built box's disk with qemu and test it: the appliance, the box, a workflow
+	$(PYTHON) -m pytest tests/box --box-disk $(BOX_DIR)/$(BOX_OS)/cwl-airflow-$(BOX_OS)-$(file <packer/VERSION).qcow2 \
+	  --box-accel $(BOX_ACCEL) --junitxml=$(RESULTS)/junit-box.xml
+
+bench-box: box box-test ## build and test the box, then write its figures (build phases, sizes, first boot) into docs/benchmarks.md
+	$(PYTHON) scripts/bench.py --box docs/benchmarks.md
 
 lock: ## re-pin requirements/dev.txt from requirements/dev.in
 	rm -rf build/lock-venv && python3 -m venv build/lock-venv

@@ -10,8 +10,10 @@ sections of docs/benchmarks.md.
   and each unit's `systemd-analyze security` exposure.
 - cwl-airflow, on the warm host: wall time of a 3-step workflow through `cwl-airflow run`
   divided by plain `cwltool` on the same workflow and host, with and without Docker steps.
+- The box (--box, after `make box box-test`): the base image build, the phases of Packer's
+  build from its timestamped log, the VirtualBox box, sizes, and first boot to healthy.
 
-Usage: scripts/bench.py [--airflow-only | --cwl-only] [docs/benchmarks.md]
+Usage: scripts/bench.py [--airflow-only | --cwl-only | --box] [docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -222,9 +224,80 @@ def write_section(out: Path, name: str, body: str) -> None:
     print(section)
 
 
+# Packer's log lines (-timestamp-ui) that start each phase of the box build
+BOX_PHASES = {
+    "boot to ssh": "Starting VM",
+    "build-time CA": "Connected to SSH!",
+    "site.yml": "Provisioning with Ansible",
+    "cleanup": "Provisioning with shell script: packer/scripts/cleanup.sh",
+    "shutdown and disk export (qcow2, compressed)": "Gracefully halting",
+    "libvirt box (vagrant post-processor)": "Running post-processor",
+    "end": "finished after",
+}
+
+
+def box_figures(box_dir: Path, os_name: str = "debian-12") -> dict[str, object]:
+    from datetime import datetime
+
+    starts = {}
+    for line in (box_dir / f"build-{os_name}.log").read_text().splitlines():
+        stamp, _, message = line.partition("Z: ")
+        for phase, marker in BOX_PHASES.items():
+            if marker in message and phase not in starts:
+                starts[phase] = datetime.fromisoformat(stamp)
+    phases = list(BOX_PHASES)
+    figures: dict[str, object] = {"phases": {
+        phase: (starts[after] - starts[phase]).total_seconds() for phase, after in zip(phases, phases[1:])}}
+    version = (REPO / "packer/VERSION").read_text().strip()
+    disk = box_dir / os_name / f"cwl-airflow-{os_name}-{version}.qcow2"
+    with tempfile.TemporaryDirectory(dir=box_dir) as tmp:
+        figures["base image"], _ = timed(lambda: run_checked([REPO / "packer/base-image.sh", f"{tmp}/base.qcow2"]))
+        figures["virtualbox box"], _ = timed(lambda: run_checked([REPO / "packer/virtualbox-box.py", disk, f"{tmp}/vb.box"]))
+    figures["sizes"] = {name: path.stat().st_size / 2**30 for name, path in (
+        ("disk (qcow2, compressed)", disk),
+        ("libvirt box", box_dir / f"cwl-airflow-{os_name}-{version}-libvirt.box"),
+        ("VirtualBox box", box_dir / f"cwl-airflow-{os_name}-{version}-virtualbox.box"))}
+    figures["first boot"] = json.loads((box_dir / "box-test-figures.json").read_text())
+    return figures
+
+
+def run_checked(cmd: list) -> None:
+    import subprocess
+
+    subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
+
+
+def write_box_section(out: Path, measured: str, box: dict[str, object]) -> None:
+    phases = box["phases"]
+    rows = [("base image (packer/base-image.sh: debootstrap, grub, qcow2)", box["base image"])]
+    rows += [(f"packer: {phase}", seconds) for phase, seconds in phases.items()]
+    rows += [("VirtualBox box from the same disk (packer/virtualbox-box.py)", box["virtualbox box"])]
+    boot = box["first boot"]
+    write_section(out, "box", f"""
+## The Vagrant box (make box, make box-test)
+
+{measured} qemu with software emulation (TCG; KVM does not work on this machine), 2 vCPUs,
+4 GiB, Debian 12 from the project's base image. With KVM expect the guest phases to be many
+times faster. Seconds.
+
+| phase | seconds |
+|---|---|
+""" + "\n".join(f"| {name} | {seconds:.0f} |" for name, seconds in rows) + f"""
+| whole Packer build | {sum(phases.values()):.0f} |
+| first boot of the box until ssh answers | {boot['boot_to_ssh_s']:.0f} |
+| first boot until every Airflow health check is green | {boot['boot_to_healthy_s']:.0f} |
+
+| artifact | size (GiB) | goal |
+|---|---|---|
+""" + "\n".join(f"| {name} | {size:.2f} | {'<= 1.5' if 'box' in name else ''} |" for name, size in box["sizes"].items()))
+
+
 def main(out: Path, only: str | None = None) -> None:
     warm_settings = Settings.from_env()
     measured = f"Measured by `make bench` on {time.strftime('%Y-%m-%d')}: {machine()}."
+    if only == "box":
+        write_box_section(out, measured.replace("`make bench`", "`make bench-box`"), box_figures(REPO / "build/box"))
+        return
     if only:
         tb = Testbed("bench-warm", warm_settings)
         tb.down()
@@ -313,5 +386,7 @@ if __name__ == "__main__":
                       help="one warm host, the Airflow section only")
     only.add_argument("--cwl-only", dest="only", action="store_const", const="cwl",
                       help="one warm host, the cwl-airflow section only")
+    only.add_argument("--box", dest="only", action="store_const", const="box",
+                      help="the box section, from the last `make box box-test` (make bench-box)")
     args = parser.parse_args()
     main(args.out, args.only)

@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-.venv}
 python=${PYTHON:-python3}
-packages=(systemd-container debootstrap nftables iproute2 zstd openssh-client python3-venv)
+packages=(systemd-container debootstrap nftables iproute2 zstd openssh-client python3-venv
+  # the box: Packer 1.6.6 (qemu builder, ansible provisioner, vagrant post-processor), qemu,
+  # the base image's partitioning, and Vagrant's insecure key pair from Debian's vagrant
+  packer qemu-system-x86 qemu-utils fdisk vagrant)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -33,6 +33,15 @@ REPORT_PORT = 8765  # the test's report receiver on the appliance host
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--keep-testbed", action="store_true",
                      help="reuse the running test hosts and leave them running (for developing tests)")
+    parser.addoption("--box-disk", help="tests/box: the disk of the built box (make box-test)")
+    parser.addoption("--box-accel", default="tcg", help="tests/box: qemu accelerator (kvm, tcg)")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # the built box's suite needs a box: `make box box-test`
+    if collection_path == Path(__file__).parent / "box" and not config.getoption("--box-disk"):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -90,6 +99,7 @@ def testbed(settings: Settings, pytestconfig: pytest.Config, cwl_keys: CWLKeys):
         tb.up(["aio", "peer"], groups={"appliance": ["aio"]}, hostvars={"aio": {
             "docker_images_load": [{"name": BUSYBOX_TAG, "archive": str(busybox_archive(settings))}],
             "airflow_config": {"AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": CLEANUP_INTERVAL},
+            "airflow_new_secrets_at_first_boot": True,  # as the box has it
             # a step with coresMin 2 goes to "big"; this host serves both queues
             "cwl_airflow_queues": {"default": {"cpus": 1, "ram": 2048}, "big": {"cpus": 2, "ram": 4096}},
             "airflow_worker_queues": ["default", "big"],

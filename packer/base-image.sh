@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Builds a bootable Debian base image for the box without downloading a cloud image: debootstrap
+# into an MBR-partitioned disk, grub on BIOS, serial console, DHCP on the first NIC, sshd and a
+# `vagrant` user (Vagrant's standard insecure public key, passwordless sudo), as qcow2.
+# Needs root, debootstrap, sfdisk, qemu-img and Debian's vagrant package (for the key).
+#   packer/base-image.sh OUT.qcow2
+# Environment: BASE_SUITE (bookworm), BASE_MIRROR (http://deb.debian.org/debian),
+# BASE_DISK_SIZE (20G), BASE_DEB_CACHE (debootstrap's package cache; none by default),
+# VAGRANT_PUBLIC_KEY (default: the key Debian's vagrant package ships).
+set -euo pipefail
+out=${1:?usage: $0 OUT.qcow2}
+suite=${BASE_SUITE:-bookworm}
+mirror=${BASE_MIRROR:-http://deb.debian.org/debian}
+size=${BASE_DISK_SIZE:-20G}
+key=${VAGRANT_PUBLIC_KEY:-$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub 2>/dev/null | head -n1)}
+[ -r "$key" ] || { echo "base-image: no Vagrant public key; install Debian's vagrant package or set VAGRANT_PUBLIC_KEY" >&2; exit 1; }
+packages=linux-image-amd64,grub-pc,systemd-sysv,dbus,udev,ifupdown,isc-dhcp-client,rsync,kmod,openssh-server,sudo,python3,python3-apt,ca-certificates,iproute2,procps,e2fsprogs
+
+work=$(mktemp -d "${out%/*}/.base-image.XXXX")
+raw=$work/disk.raw
+mnt=$work/root
+loop=
+cleanup() {
+  for m in dev/pts dev proc sys ""; do mountpoint -q "$mnt/$m" && umount "$mnt/$m"; done
+  [ -n "$loop" ] && losetup -d "$loop"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+in_root() { chroot "$mnt" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
+
+truncate -s "$size" "$raw"
+echo 'start=2048, type=83, bootable' | sfdisk -q "$raw"
+loop=$(losetup -P --show -f "$raw")
+part=${loop}p1
+[ -b "$part" ] || partx -a "$loop"  # the kernel's own scan can miss it
+mkfs.ext4 -q -L root "$part"
+mkdir "$mnt" && mount "$part" "$mnt"
+
+cache=()
+[ -n "${BASE_DEB_CACHE:-}" ] && mkdir -p "$BASE_DEB_CACHE" && cache=(--cache-dir="$BASE_DEB_CACHE")
+echo "base-image: debootstrap $suite"
+debootstrap --variant=minbase "${cache[@]}" --include="$packages" "$suite" "$mnt" "$mirror" >"$work/debootstrap.log" \
+  || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+for m in dev dev/pts proc sys; do mount --bind "/$m" "$mnt/$m"; done
+
+cat >"$mnt/etc/apt/sources.list" <<EOF
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb http://deb.debian.org/debian-security $suite-security main
+EOF
+uuid=$(blkid -s UUID -o value "$part")
+echo "UUID=$uuid / ext4 errors=remount-ro 0 1" >"$mnt/etc/fstab"
+echo appliance >"$mnt/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 appliance\n' >"$mnt/etc/hosts"
+: >"$mnt/etc/machine-id"  # a new one at every first boot
+
+# eth0 whatever the machine type (net.ifnames=0), DHCP from any hypervisor's NAT
+printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' >"$mnt/etc/network/interfaces"
+: >"$mnt/etc/resolv.conf"
+
+echo "base-image: grub"
+cat >>"$mnt/etc/default/grub" <<'EOF'
+GRUB_TIMEOUT=1
+GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200n8 net.ifnames=0 biosdevname=0"
+GRUB_TERMINAL="console serial"
+GRUB_SERIAL_COMMAND="serial --speed=115200"
+EOF
+in_root grub-install --target=i386-pc "$loop" 2>"$work/grub.log" || { cat "$work/grub.log" >&2; exit 1; }
+in_root update-grub 2>"$work/grub.log" || { cat "$work/grub.log" >&2; exit 1; }
+# without udev grub-mkconfig names the build's loop device; a booted system names it by UUID
+sed -i "s|root=$part |root=UUID=$uuid |" "$mnt/boot/grub/grub.cfg"
+grep -q "root=UUID=$uuid " "$mnt/boot/grub/grub.cfg"
+
+in_root useradd --create-home --shell /bin/bash vagrant
+install -d -m 0700 -o "$(in_root id -u vagrant)" -g "$(in_root id -g vagrant)" "$mnt/home/vagrant/.ssh"
+install -m 0600 -o "$(in_root id -u vagrant)" -g "$(in_root id -g vagrant)" "$key" "$mnt/home/vagrant/.ssh/authorized_keys"
+echo 'vagrant ALL=(ALL) NOPASSWD: ALL' >"$mnt/etc/sudoers.d/vagrant"
+chmod 0440 "$mnt/etc/sudoers.d/vagrant"
+echo 'UseDNS no' >"$mnt/etc/ssh/sshd_config.d/vagrant.conf"
+
+in_root apt-get clean
+rm -rf "$mnt"/var/lib/apt/lists/* "$mnt"/tmp/* "$mnt"/var/log/*.log
+touch -d @0 "$mnt/var/lib/apt/lists"  # no package lists: stale, not fresh, to apt's cache_valid_time
+for m in dev/pts dev proc sys; do umount "$mnt/$m"; done
+fstrim -v "$mnt"  # the loop device punches the freed blocks out of the sparse disk
+umount "$mnt"
+losetup -d "$loop" && loop=
+
+echo "base-image: $out"
+qemu-img convert -O qcow2 "$raw" "$out.tmp"
+mv "$out.tmp" "$out"

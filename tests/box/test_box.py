@@ -1,0 +1,157 @@
+"""The built box (`make box-test`): its disk booted with qemu, copy-on-write and offline (qemu's
+restricted network: only the forwarded ports reach it), as `vagrant up` boots it, reached over
+ssh as vagrant with Vagrant's insecure key. The role tests that check a running appliance run
+here too (imported below); the fixtures here stand in for the test hosts' ones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from conftest import CWL, DAGS, put_file
+from testhosts import Settings
+from testhosts.airflow import AirflowClient
+from testhosts.images import busybox_archive
+from testhosts.vm import VM
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "build/box/box-test-figures.json"
+
+
+@pytest.fixture(scope="session")
+def box_disk(pytestconfig) -> Path:
+    disk = Path(pytestconfig.getoption("--box-disk")).resolve()
+    assert disk.exists(), f"{disk}: build it with `make box`"
+    return disk
+
+
+@pytest.fixture(scope="session")
+def box_vm(box_disk, pytestconfig, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("box")
+    key = tmp / "vagrant.key"
+    shutil.copy(next(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant")), key)
+    key.chmod(0o600)
+    vm = VM(box_disk, tmp, key, accel=pytestconfig.getoption("--box-accel"), memory=4096,
+            guest_ports=[8080], offline=True)
+    with vm:
+        figures = {"boot_to_ssh_s": round(vm.wait_ssh(900), 1)}
+        health = f"http://127.0.0.1:{vm.ports[8080]}/api/v2/monitor/health"
+        deadline = time.monotonic() + 900
+        while True:
+            try:
+                with urllib.request.urlopen(health, timeout=10) as response:
+                    states = {k: v.get("status") for k, v in json.load(response).items()}
+                if set(states.values()) == {"healthy"}:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"Airflow not healthy 900 s after boot: {vm.console_tail()}"
+            time.sleep(5)
+        figures["boot_to_healthy_s"] = round(time.monotonic() - vm.started, 1)
+        FIGURES.parent.mkdir(parents=True, exist_ok=True)
+        FIGURES.write_text(json.dumps(figures) + "\n")
+        yield vm
+
+
+@pytest.fixture(scope="session")
+def host(box_vm):
+    """The booted box as root (testinfra runs every command with sudo, as vagrant)."""
+    return testinfra.get_host("ssh://vm", ssh_config=str(box_vm.ssh_config), sudo=True)
+
+
+@pytest.fixture(scope="session")
+def vagrant(box_vm):
+    """The booted box as the vagrant user."""
+    return testinfra.get_host("ssh://vm", ssh_config=str(box_vm.ssh_config))
+
+
+@pytest.fixture(scope="session")
+def build_credentials(box_disk) -> Path:
+    """The secrets the build generated (make box keeps them beside the boxes)."""
+    return box_disk.parents[1] / "credentials"
+
+
+@pytest.fixture(scope="session")
+def airflow(box_vm, host):
+    password = json.loads(host.file("/var/lib/airflow/passwords.json").content_string)["admin"]
+    client = AirflowClient(f"http://127.0.0.1:{box_vm.ports[8080]}", "admin", password)
+    client.wait_healthy()
+    return client
+
+
+@pytest.fixture(scope="session")
+def smoke_dag(host, airflow) -> str:
+    put_file(host, "/var/lib/airflow/dags/appliance_smoke.py", (DAGS / "appliance_smoke.py").read_bytes(),
+             owner="airflow", mode="0640")
+    airflow.wait_dag("appliance_smoke")
+    return "appliance_smoke"
+
+
+# --------------------------------------------------------------------------- the roles' checks
+from test_airflow import (  # noqa: E402
+    test_daemon_enabled_and_running_as_airflow,
+    test_dag_runs_through_celery,
+    test_secrets_not_readable_by_others,
+    test_units_verify_clean,
+)
+from test_docker import test_daemon_options, test_engine_enabled_and_running  # noqa: E402
+from test_mysql import test_no_anonymous_users_or_test_database  # noqa: E402
+from test_mysql import test_server_enabled_and_running as test_mysql_enabled_and_running  # noqa: E402
+from test_nodejs import test_node_evaluates_javascript  # noqa: E402
+from test_rabbitmq import test_consumer_timeout_raised, test_management_plugin_answers, test_vhost_and_user  # noqa: E402
+from test_rabbitmq import test_server_enabled_and_running as test_rabbitmq_enabled_and_running  # noqa: E402
+from test_site import test_only_sshd_listens_beyond_loopback  # noqa: E402
+
+
+# --------------------------------------------------------------------------- the box itself
+def test_boots_to_a_clean_running_system(host, box_vm):
+    assert host.run("systemctl is-system-running --wait").stdout.strip() == "running", \
+        host.run("systemctl --failed --no-legend").stdout
+    machine_id = host.file("/etc/machine-id").content_string.strip()
+    assert len(machine_id) == 32 and machine_id != "uninitialized"  # its own identity
+    assert host.file("/etc/ssh/ssh_host_ed25519_key").exists  # made at first boot
+
+
+def test_vagrant_user_with_sudo_and_the_insecure_key(vagrant):
+    assert vagrant.check_output("sudo -n id -u") == "0"
+    public = next(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant.pub"))
+    assert public.read_text().split()[1] in vagrant.file("/home/vagrant/.ssh/authorized_keys").content_string
+
+
+def test_every_secret_is_new_at_first_boot(host, build_credentials):
+    assert host.service("airflow-new-secrets").is_enabled
+    assert host.run("systemctl show -P Result airflow-new-secrets").stdout.strip() == "success"
+    built = {p.stem: p.read_text().strip() for p in build_credentials.glob("*")}
+    assert {"mysql-airflow", "rabbitmq-airflow", "airflow-admin", "airflow-fernet"} <= built.keys()
+    config = host.file("/etc/airflow/airflow.env").content_string + host.file("/var/lib/airflow/passwords.json").content_string
+    assert [name for name, secret in built.items() if secret in config] == []
+    assert host.run("rabbitmqctl authenticate_user airflow %s", built["rabbitmq-airflow"]).rc != 0
+
+
+def test_no_build_time_leftovers(host):
+    assert host.run("ls /usr/local/share/ca-certificates").stdout.split() == []
+    assert not host.file("/etc/pip.conf").exists
+    assert host.run("ls /var/lib/apt/lists").stdout.split() in ([], ["lock"], ["lock", "partial"], ["partial"])
+
+
+def test_offline_and_runs_a_workflow_with_a_docker_step(host, vagrant, box_vm, tmp_path):
+    """The VM has no network but ssh and the forwarded ports: no download happens at run time."""
+    assert host.run("timeout 10 getent hosts pypi.org || timeout 10 bash -c '</dev/tcp/151.101.0.223/443'").rc != 0
+    # the test image (busybox) comes in over ssh, as a user would bring their own
+    archive = busybox_archive(Settings.from_env())
+    subprocess.run(["scp", "-F", str(box_vm.ssh_config), str(archive), "vm:/tmp/busybox.tar"], check=True)
+    host.run_expect([0], "docker load -i /tmp/busybox.tar")
+    host.run_expect([0], "install -d -o vagrant /home/vagrant/workflows")
+    put_file(host, "/home/vagrant/workflows/three-step.cwl", (CWL / "three-step.cwl").read_bytes(), owner="vagrant")
+    put_file(host, "/home/vagrant/workflows/job.json", b'{"name": "box"}', owner="vagrant")
+    result = host.run("cd /home/vagrant/workflows && cwl-airflow run --quiet --outdir out three-step.cwl job.json")
+    assert result.rc == 0, result.stderr[-3000:]
+    outputs = json.loads(result.stdout)
+    assert host.file(outputs["shouted"]["path"]).content_string == "HELLO BOX\n"
