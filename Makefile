@@ -5,6 +5,7 @@ PYTHON := $(VENV)/bin/python
 RESULTS := build/test-results
 export PYTHONPATH := $(CURDIR)/src
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
+export PACKER_CACHE_DIR := $(CURDIR)/build/packer_cache
 TESTHOSTS := $(PYTHON) -m testhosts
 # the cwl_airflow package's unit tests need Airflow and cwltool: their own venv (make deps)
 CWL_UNIT := $(VENV)-cwl/bin/python -m pytest tests/cwl_unit --confcutdir=tests/cwl_unit -p no:cacheprovider

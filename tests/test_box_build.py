@@ -42,7 +42,8 @@ def key(tmp_path_factory) -> Path:
 
 
 def packer(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["packer", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["packer", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PACKER_CACHE_DIR": str(ROOT / "build/packer_cache")})
 
 
 def packer_vars(os_name: str, key: Path, **extra: str) -> list[str]:
