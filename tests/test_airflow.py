@@ -174,10 +174,10 @@ def test_new_secrets_replace_every_secret(host, testbed, airflow, smoke_dag, cre
         assert (passwords.user, passwords.mode) == ("airflow", 0o600)
         admin = json.loads(passwords.content_string)["admin"]
         assert admin != old["airflow-admin"]
-        with pytest.raises(urllib.error.HTTPError):
-            AirflowClient(airflow.url, "admin", old["airflow-admin"]).token()
         renewed = AirflowClient(airflow.url, "admin", admin)
         renewed.wait_healthy()
+        with pytest.raises(urllib.error.HTTPError):
+            AirflowClient(airflow.url, "admin", old["airflow-admin"]).token()
         assert renewed.run(smoke_dag, timeout=240)[1] == "success"  # database, broker, workers
     finally:
         result = run_playbook(testbed.inventory, log=LOGS / "site-after-new-secrets.log")

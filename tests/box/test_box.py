@@ -6,6 +6,7 @@ here too (imported below); the fixtures here stand in for the test hosts' ones."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -155,3 +156,46 @@ def test_offline_and_runs_a_workflow_with_a_docker_step(host, vagrant, box_vm, t
     assert result.rc == 0, result.stderr[-3000:]
     outputs = json.loads(result.stdout)
     assert host.file(outputs["shouted"]["path"]).content_string == "HELLO BOX\n"
+
+
+# --------------------------------------------------------------------------- vagrant up
+def test_vagrant_up_with_libvirt(box_disk, pytestconfig, tmp_path):
+    """The libvirt box with the project's Vagrantfile, as a user runs it: where libvirtd runs."""
+    if subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode != 0:
+        pytest.skip("libvirtd is not running (systemctl start libvirtd; `libvirtd -d` where PID 1 is not systemd)")
+    name = "cwl-airflow-box-test"
+    env = {**os.environ, "VAGRANT_HOME": str(tmp_path / "home"), "VAGRANT_DOTFILE_PATH": str(tmp_path / "dot"),
+           "CWL_AIRFLOW_BOX": name, "CWL_AIRFLOW_WORKFLOWS": str(tmp_path / "workflows"),
+           "CWL_AIRFLOW_LIBVIRT_DRIVER": "kvm" if pytestconfig.getoption("--box-accel") == "kvm" else "qemu"}
+
+    def vagrant(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["vagrant", *args], cwd=ROOT / "vagrant", env=env, capture_output=True, text=True,
+                              timeout=1800)
+
+    added = vagrant("box", "add", "--name", name, str(box_disk.parents[1] / f"{box_disk.stem}-libvirt.box"))
+    assert added.returncode == 0, added.stdout + added.stderr
+    try:
+        up = vagrant("up", "--provider=libvirt")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
+        assert "http://localhost:8080" in up.stdout  # the Vagrantfile's message
+        (tmp_path / "workflows/hello.txt").write_text("synced\n")
+        assert vagrant("rsync").returncode == 0
+        assert vagrant("ssh", "-c", "cat workflows/hello.txt").stdout.strip() == "synced"
+        deadline = time.monotonic() + 900
+        while True:  # the forwarded port on the host's localhost
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8080/api/v2/monitor/health", timeout=10) as response:
+                    if {part["status"] for part in json.load(response).values()} == {"healthy"}:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "Airflow not healthy through the forwarded port"
+            time.sleep(5)
+    finally:
+        vagrant("destroy", "-f")
+        vagrant("box", "remove", "--force", name)
+        # vagrant-libvirt leaves the box's image in the storage pool
+        volumes = subprocess.run(["virsh", "-c", "qemu:///system", "vol-list", "default", "--name"],
+                                 capture_output=True, text=True).stdout.split()
+        for volume in (v for v in volumes if v.startswith(f"{name}_vagrant_box_image_")):
+            subprocess.run(["virsh", "-c", "qemu:///system", "vol-delete", "--pool", "default", volume])
