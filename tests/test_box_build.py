@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 
-from testhosts.vm import VM
+from testhosts.vm import VM, private_copy, vagrant_insecure_key
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_IMAGE = ROOT / "build/base/debian-12.qcow2"
@@ -26,19 +25,9 @@ OVF_NS = {"ovf": "http://schemas.dmtf.org/ovf/envelope/1",
           "rasd": "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"}
 
 
-def vagrant_key() -> Path:
-    keys = sorted(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant"))
-    assert keys, "Debian's vagrant package (make deps) ships the insecure key the box is built with"
-    return keys[-1]
-
-
 @pytest.fixture(scope="module")
 def key(tmp_path_factory) -> Path:
-    """Vagrant's insecure key, private (ssh refuses the package's 0644 file)."""
-    path = tmp_path_factory.mktemp("key") / "vagrant.key"
-    shutil.copy(vagrant_key(), path)
-    path.chmod(0o600)
-    return path
+    return private_copy(vagrant_insecure_key(), tmp_path_factory.mktemp("key"))
 
 
 def packer(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
@@ -87,7 +76,7 @@ def test_base_image_boots_with_systemd_and_network(base_vm):
 def test_base_image_has_the_vagrant_user(base_vm):
     assert base_vm.ssh("sudo -n id -u").stdout.strip() == "0"
     authorized = base_vm.ssh("cat ~/.ssh/authorized_keys").stdout.split()
-    assert authorized[:2] == Path(f"{vagrant_key()}.pub").read_text().split()[:2]
+    assert authorized[:2] == Path(f"{vagrant_insecure_key()}.pub").read_text().split()[:2]
     assert base_vm.ssh("stat -c %a ~/.ssh ~/.ssh/authorized_keys").stdout.split() == ["700", "600"]
     for tool in ("python3", "rsync"):  # Ansible; Vagrant's rsync synced folder
         assert base_vm.ssh(f"command -v {tool}").returncode == 0

@@ -7,6 +7,7 @@ forwarded to free ports on the build machine's 127.0.0.1 (qemu's user-mode netwo
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -18,6 +19,22 @@ from testhosts.shell import log
 
 class VMError(RuntimeError):
     pass
+
+
+def vagrant_insecure_key() -> Path:
+    """Vagrant's insecure private key, as Debian's vagrant package ships it (its .pub beside it)."""
+    keys = sorted(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant"))
+    if not keys:
+        raise VMError("no Vagrant insecure key: Debian's vagrant package ships it (make deps)")
+    return keys[-1]
+
+
+def private_copy(key: Path, dir: Path) -> Path:
+    """A 0600 copy of a key in dir (ssh refuses the package's 0644 file)."""
+    copy = dir / key.name
+    shutil.copy(key, copy)
+    copy.chmod(0o600)
+    return copy
 
 
 def free_port() -> int:

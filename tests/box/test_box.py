@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -20,7 +19,7 @@ from conftest import CWL, DAGS, put_file
 from testhosts import Settings
 from testhosts.airflow import AirflowClient
 from testhosts.images import busybox_archive
-from testhosts.vm import VM
+from testhosts.vm import VM, private_copy, vagrant_insecure_key
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "build/box/box-test-figures.json"
@@ -36,10 +35,7 @@ def box_disk(pytestconfig) -> Path:
 @pytest.fixture(scope="session")
 def box_vm(box_disk, pytestconfig, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("box")
-    key = tmp / "vagrant.key"
-    shutil.copy(next(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant")), key)
-    key.chmod(0o600)
-    vm = VM(box_disk, tmp, key, accel=pytestconfig.getoption("--box-accel"), memory=4096,
+    vm = VM(box_disk, tmp, private_copy(vagrant_insecure_key(), tmp), accel=pytestconfig.getoption("--box-accel"), memory=4096,
             guest_ports=[8080], offline=True)
     with vm:
         figures = {"boot_to_ssh_s": round(vm.wait_ssh(900), 1)}
@@ -122,7 +118,7 @@ def test_boots_to_a_clean_running_system(host, box_vm):
 
 def test_vagrant_user_with_sudo_and_the_insecure_key(vagrant):
     assert vagrant.check_output("sudo -n id -u") == "0"
-    public = next(Path("/usr/share/rubygems-integration/all/gems").glob("vagrant-*/keys/vagrant.pub"))
+    public = Path(f"{vagrant_insecure_key()}.pub")
     assert public.read_text().split()[1] in vagrant.file("/home/vagrant/.ssh/authorized_keys").content_string
 
 
