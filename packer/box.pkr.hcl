@@ -154,7 +154,7 @@ build {
       "-e", "mysql_credentials_dir=${local.credentials}",
       "-e", "rabbitmq_credentials_dir=${local.credentials}",
       "-e", "airflow_credentials_dir=${local.credentials}",
-      "-e", "{\"airflow_new_secrets_at_first_boot\": true}", # every box gets its own at its first boot
+      "-e", "@${abspath(path.root)}/box-vars.yml",
     ], flatten([for v in var.ansible_extra_vars : ["-e", v]]))
   }
 

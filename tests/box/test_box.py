@@ -36,7 +36,7 @@ def box_disk(pytestconfig) -> Path:
 def box_vm(box_disk, pytestconfig, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("box")
     vm = VM(box_disk, tmp, private_copy(vagrant_insecure_key(), tmp), accel=pytestconfig.getoption("--box-accel"), memory=4096,
-            guest_ports=[8080], offline=True)
+            guest_ports=[8080, 5555, 15672], offline=True)
     with vm:
         figures = {"boot_to_ssh_s": round(vm.wait_ssh(900), 1)}
         health = f"http://127.0.0.1:{vm.ports[8080]}/api/v2/monitor/health"
@@ -104,7 +104,6 @@ from test_mysql import test_server_enabled_and_running as test_mysql_enabled_and
 from test_nodejs import test_node_evaluates_javascript  # noqa: E402
 from test_rabbitmq import test_consumer_timeout_raised, test_management_plugin_answers, test_vhost_and_user  # noqa: E402
 from test_rabbitmq import test_server_enabled_and_running as test_rabbitmq_enabled_and_running  # noqa: E402
-from test_site import test_only_sshd_listens_beyond_loopback  # noqa: E402
 
 
 # --------------------------------------------------------------------------- the box itself
@@ -130,6 +129,21 @@ def test_every_secret_is_new_at_first_boot(host, build_credentials):
     config = host.file("/etc/airflow/airflow.env").content_string + host.file("/var/lib/airflow/passwords.json").content_string
     assert [name for name, secret in built.items() if secret in config] == []
     assert host.run("rabbitmqctl authenticate_user airflow %s", built["rabbitmq-airflow"]).rc != 0
+
+
+def test_only_sshd_and_the_forwarded_ports_listen_beyond_loopback(host):
+    """packer/box-vars.yml: Vagrant forwards 8080, 5555 and 15672 to the VM's own address."""
+    exposed = [s for s in host.socket.get_listening_sockets()
+               if not any(s.startswith(p) for p in ("tcp://127.", "udp://127.", "tcp://::1:", "udp://::1:", "unix://"))]
+    assert sorted(exposed) == ["tcp://0.0.0.0:15672", "tcp://0.0.0.0:22", "tcp://0.0.0.0:5555", "tcp://0.0.0.0:8080",
+                               "tcp://:::22"]
+
+
+def test_forwarded_ports_answer(box_vm):
+    """As Vagrant forwards them: the UI/API, Flower, RabbitMQ's management UI."""
+    for port in (8080, 5555, 15672):
+        with urllib.request.urlopen(f"http://127.0.0.1:{box_vm.ports[port]}/", timeout=30) as response:
+            assert response.status == 200, port
 
 
 def test_no_build_time_leftovers(host):
