@@ -31,8 +31,8 @@ help: ## list the targets
 deps: ## install the build machine's packages and the Python tools (idempotent)
 	@scripts/install-deps.sh $(VENV)
 
-wheel: deps ## build the cwl-airflow wheel into build/dist (the cwl_airflow role installs it)
-	rm -rf build/dist && $(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir build/dist .
+wheel: deps ## build the cwl-airflow wheel into build/dist (the cwl_airflow role installs it); same sources, same bytes
+	rm -rf build/dist && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir build/dist .
 
 test: deps wheel $(BASE_IMAGE) ## everything CI runs: unit tests, roles on real test hosts, lint; JUnit XML in build/test-results
 	@mkdir -p $(RESULTS)

@@ -64,6 +64,18 @@ def test_admin_wrapper_reads_the_configuration(host):
     assert host.check_output("sudo -u airflow airflow config get-value core executor") == "CeleryExecutor"
 
 
+def test_installed_packages_check_sees_versions_and_extras(host):
+    """files/requirements-met.py: the play runs pip only when it exits non-zero."""
+    python = "/opt/airflow/venv/bin/python"
+    check = f"{python} /opt/airflow/requirements-met.py"
+    version = host.check_output(f"{python} -c 'import airflow; print(airflow.__version__)'")
+    assert host.run(f"{check} 'apache-airflow[celery,mysql]=={version}' cwl-airflow").rc == 0
+    unmet = host.run(f"{check} 'apache-airflow[celery,amazon]=={version}' 'apache-airflow<3' no-such-package")
+    assert unmet.rc == 1
+    assert unmet.stdout.split("\n")[1:] == ["apache-airflow<3", "no-such-package", ""]
+    assert unmet.stdout.startswith("apache-airflow-providers-amazon")
+
+
 def test_dag_runs_through_celery(host, airflow, smoke_dag):
     run_id, state = airflow.run(smoke_dag)
     assert state == "success"
