@@ -286,7 +286,9 @@ times faster. Seconds.
 | whole Packer build | {sum(phases.values()):.0f} |
 | first boot of the box until ssh answers | {boot['boot_to_ssh_s']:.0f} |
 | first boot until every Airflow health check is green | {boot['boot_to_healthy_s']:.0f} |
-
+""" + ("" if "vagrant_up_s" not in boot else f"""| `vagrant up --provider=libvirt` (driver qemu) until its message | {boot['vagrant_up_s']:.0f} |
+| `vagrant up` until Airflow is healthy through the forwarded port | {boot['vagrant_up_to_healthy_s']:.0f} |
+""") + f"""
 | artifact | size (GiB) | goal |
 |---|---|---|
 """ + "\n".join(f"| {name} | {size:.2f} | {'<= 1.5' if 'box' in name else ''} |" for name, size in box["sizes"].items()))

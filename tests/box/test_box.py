@@ -185,7 +185,9 @@ def test_vagrant_up_with_libvirt(box_disk, pytestconfig, tmp_path):
     added = vagrant("box", "add", "--name", name, str(box_disk.parents[1] / f"{box_disk.stem}-libvirt.box"))
     assert added.returncode == 0, added.stdout + added.stderr
     try:
+        started = time.monotonic()
         up = vagrant("up", "--provider=libvirt")
+        up_s = time.monotonic() - started
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
         assert "http://localhost:8080" in up.stdout  # the Vagrantfile's message
         (tmp_path / "workflows/hello.txt").write_text("synced\n")
@@ -201,6 +203,9 @@ def test_vagrant_up_with_libvirt(box_disk, pytestconfig, tmp_path):
                 pass
             assert time.monotonic() < deadline, "Airflow not healthy through the forwarded port"
             time.sleep(5)
+        figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+        figures.update(vagrant_up_s=round(up_s, 1), vagrant_up_to_healthy_s=round(time.monotonic() - started, 1))
+        FIGURES.write_text(json.dumps(figures) + "\n")
     finally:
         vagrant("destroy", "-f")
         vagrant("box", "remove", "--force", name)
