@@ -12,8 +12,10 @@ FINISHED = {"success", "failed"}
 
 
 class AirflowClient:
-    def __init__(self, url: str, username: str, password: str) -> None:
+    def __init__(self, url: str, username: str, password: str, timeout: float = 180) -> None:
+        """timeout: seconds every wait_* allows unless told otherwise (more under software emulation)."""
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self.username, self.password = username, password
         self._token: str | None = None
 
@@ -40,7 +42,8 @@ class AirflowClient:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/api/v2/monitor/health", auth=False)
 
-    def wait_healthy(self, timeout: float = 180) -> dict[str, Any]:
+    def wait_healthy(self, timeout: float | None = None) -> dict[str, Any]:
+        timeout = timeout or self.timeout
         deadline = time.monotonic() + timeout
         health: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -53,8 +56,9 @@ class AirflowClient:
             time.sleep(2)
         raise TimeoutError(f"Airflow not healthy after {timeout:.0f}s: {health}")
 
-    def wait_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
+    def wait_dag(self, dag_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait until the DAG processor has parsed the DAG; unpause it."""
+        timeout = timeout or self.timeout
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -70,7 +74,8 @@ class AirflowClient:
         run = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
 
-    def wait_run(self, dag_id: str, run_id: str, timeout: float = 180) -> str:
+    def wait_run(self, dag_id: str, run_id: str, timeout: float | None = None) -> str:
+        timeout = timeout or self.timeout
         deadline = time.monotonic() + timeout
         state = "unknown"
         while time.monotonic() < deadline:
@@ -80,7 +85,7 @@ class AirflowClient:
             time.sleep(1)
         raise TimeoutError(f"run {run_id} of {dag_id} still {state} after {timeout:.0f}s")
 
-    def run(self, dag_id: str, timeout: float = 180) -> tuple[str, str]:
+    def run(self, dag_id: str, timeout: float | None = None) -> tuple[str, str]:
         """Trigger the DAG and wait for the run to finish: (run_id, state)."""
         run_id = self.trigger(dag_id)
         return run_id, self.wait_run(dag_id, run_id, timeout)
