@@ -79,7 +79,12 @@ class AirflowClient:
         deadline = time.monotonic() + timeout
         state = "unknown"
         while time.monotonic() < deadline:
-            state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            try:
+                state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            except urllib.error.HTTPError:
+                raise
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # a busy API server: ask again
+                continue
             if state in FINISHED:
                 return state
             time.sleep(1)

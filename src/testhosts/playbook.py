@@ -55,5 +55,5 @@ def run_playbook(inventory: Path, playbook: Path = REPO / "ansible/site.yml", *,
     result = PlaybookResult(proc.returncode, output, time.monotonic() - start, parse_recap(output))
     if log:
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(f"$ {' '.join(cmd)}\n{result.output}")
+        log.write_text(f"$ {' '.join(cmd)}\n{result.output}\n# {result.seconds:.1f} s, exit {result.returncode}\n")
     return result
