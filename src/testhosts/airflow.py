@@ -81,12 +81,12 @@ class AirflowClient:
         while time.monotonic() < deadline:
             try:
                 state = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+                if state in FINISHED:
+                    return state
             except urllib.error.HTTPError:
                 raise
             except (urllib.error.URLError, ConnectionError, TimeoutError):  # a busy API server: ask again
-                continue
-            if state in FINISHED:
-                return state
+                pass
             time.sleep(1)
         raise TimeoutError(f"run {run_id} of {dag_id} still {state} after {timeout:.0f}s")
 
