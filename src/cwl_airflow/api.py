@@ -15,19 +15,21 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow.configuration import conf as airflow_conf
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from cwl_airflow import __version__, reports
+from cwl_airflow import __version__, reports, staging
 from cwl_airflow.config import Settings, read_key
 from cwl_airflow.extensions.cwldag import dag_file_text
-from cwl_airflow.extensions.operators import load_workflow, resolve_paths
+from cwl_airflow.extensions.operators import check_job, load_workflow
 from cwl_airflow.signing import SignatureError, verify_trigger
 from cwl_airflow.workflow import CWLError, CWLWorkflow
 
@@ -112,14 +114,15 @@ def upload_workflow(upload: Upload) -> dict[str, Any]:
     if workflow.exists() and not upload.overwrite:
         raise _fail(409, f"another workflow is uploaded as {upload.dag_id!r}; set overwrite to replace it")
     workflow.parent.mkdir(parents=True, exist_ok=True)
-    staged = workflow.with_name(f".{workflow.name}.{os.getpid()}.tmp")
-    staged.write_bytes(content)
+    with tempfile.NamedTemporaryFile(dir=workflow.parent, prefix=f".{workflow.name}.", suffix=".tmp", delete=False) as staged:
+        staged.write(content)
     try:
-        CWLWorkflow(staged)
+        CWLWorkflow(staged.name)
     except CWLError as err:
-        staged.unlink()
+        os.unlink(staged.name)
         raise _fail(400, f"invalid CWL: {err.reason}", unsupported=err.unsupported) from None
-    staged.replace(workflow)
+    os.chmod(staged.name, 0o644)
+    os.replace(staged.name, workflow)
     dag_file.write_text(dag_file_text(upload.dag_id, workflow))
     _request_parsing(dag_file)
     return {"dag_id": upload.dag_id, "workflow": str(workflow), "created": True, **_dag_state(upload.dag_id)}
@@ -154,6 +157,29 @@ def upload_input(upload: InputFile) -> dict[str, Any]:
     return {"class": "File", "location": path.as_uri(), "size": len(content)}
 
 
+@app.post("/inputs/archive", status_code=201, dependencies=[Depends(requires_access_dag("POST", access_entity="RUN"))],
+          openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
+async def upload_archive(request: Request) -> dict[str, Any]:
+    """Store a tar.gz of input files and folders (once per content); their folder's location.
+
+    Point a job's Files and Directories into that folder. Regular files and folders only."""
+    settings = Settings.load()
+    with tempfile.SpooledTemporaryFile(max_size=16 << 20) as body:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_upload_bytes:
+                raise _fail(413, f"the archive is larger than {settings.max_upload_bytes} bytes")
+            body.write(chunk)
+        body.seek(0)
+        try:
+            folder = await run_in_threadpool(staging.receive_archive, iter(lambda: body.read(staging.CHUNK), b""),
+                                             settings.inputs_folder / "uploads", settings.max_upload_bytes)
+        except staging.ArchiveError as err:
+            raise _fail(400, str(err)) from None
+    return {"class": "Directory", "location": folder.as_uri()}
+
+
 @app.post("/workflows/{dag_id}/runs", status_code=201,
           dependencies=[Depends(requires_access_dag("POST", access_entity="RUN"))])
 def trigger(dag_id: str, body: Trigger, user: GetUserDep) -> dict[str, Any]:
@@ -161,6 +187,7 @@ def trigger(dag_id: str, body: Trigger, user: GetUserDep) -> dict[str, Any]:
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.exceptions import DagNotFound, DagRunAlreadyExists
     from airflow.utils.types import DagRunTriggeredByType
+    from sqlalchemy.exc import IntegrityError
 
     settings = Settings.load()
     workflow, _ = _paths(dag_id)
@@ -173,7 +200,7 @@ def trigger(dag_id: str, body: Trigger, user: GetUserDep) -> dict[str, Any]:
         except SignatureError as err:
             raise _fail(403, str(err)) from None
     try:
-        load_workflow(str(workflow)).validate_job(resolve_paths(body.job, settings.inputs_folder))
+        check_job(load_workflow(str(workflow), body.job), body.job, settings.inputs_folder)
     except CWLError as err:
         raise _fail(400, err.reason) from None
     if not _dag_state(dag_id)["ready"]:
@@ -181,7 +208,7 @@ def trigger(dag_id: str, body: Trigger, user: GetUserDep) -> dict[str, Any]:
     try:
         run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.REST_API, run_id=body.run_id, conf=conf,
                           triggering_user_name=user.get_name())
-    except DagRunAlreadyExists:
+    except (DagRunAlreadyExists, IntegrityError):  # IntegrityError: the same run id triggered at the same time
         raise _fail(409, f"run {body.run_id!r} of {dag_id!r} exists") from None
     except DagNotFound:
         raise _fail(409, f"the DAG of {dag_id!r} is not parsed yet; retry in a few seconds", retry=True) from None
@@ -193,6 +220,7 @@ def _runs(dag_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    settings = Settings.load()
     with create_session() as session:
         query = select(DagRun).where(DagRun.dag_id == dag_id)
         if run_id is not None:
@@ -212,6 +240,7 @@ def _runs(dag_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
                 "tasks": tasks, "failed_tasks": failed,
                 "start_date": run.start_date.isoformat() if run.start_date else None,
                 "end_date": run.end_date.isoformat() if run.end_date else None,
+                "outputs_folder": settings.run_outputs(dag_id, run.run_id).as_uri(),
             })
     return result
 
@@ -239,6 +268,16 @@ def get_outputs(dag_id: str, run_id: str) -> dict[str, Any]:
     if run["state"] != "success" or not outputs.exists():
         raise _fail(404, f"run {run_id!r} has no outputs (state {run['state']})", state=run["state"])
     return json.loads(outputs.read_text())
+
+
+@app.get("/workflows/{dag_id}/runs/{run_id}/outputs/archive", response_class=Response,
+         dependencies=[Depends(requires_access_dag("GET", access_entity="RUN"))],
+         responses={200: {"content": {"application/gzip": {}}}})
+def get_outputs_archive(dag_id: str, run_id: str) -> Response:
+    """The run's output files as a tar.gz, names relative to its `outputs_folder`."""
+    get_outputs(dag_id, run_id)
+    folder = Settings.load().run_outputs(dag_id, run_id)
+    return Response(staging.folder_archive(folder, exclude=["outputs.json"]), media_type="application/gzip")
 
 
 @app.post("/workflows/{dag_id}/runs/{run_id}/stop",

@@ -16,20 +16,24 @@ import argparse
 import base64
 import gzip
 import hashlib
+import io
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 import urllib.error
 import urllib.request
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from cwl_airflow import staging
 from cwl_airflow.config import Settings, read_key
+
+if TYPE_CHECKING:
+    from cwl_airflow.workflow import CWLWorkflow
 
 UNSUPPORTED = 33
 FINISHED = ("success", "failed")
@@ -55,15 +59,18 @@ class Client:
             user, password = _appliance_credentials()
         return self._call("POST", "/auth/token", {"username": user, "password": password}, auth=False)["access_token"]
 
-    def _call(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    def _call(self, method: str, path: str, body: Any = None, auth: bool = True,
+              content_type: str = "application/json", accept: str = "application/json") -> Any:
+        """One request; a JSON answer decoded (other kinds as bytes); APIError for HTTP errors."""
+        headers = {"Content-Type": content_type, "Accept": accept}
         if auth:
             headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
+        data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=300) as response:
-                return json.loads(response.read() or b"null")
+                payload = response.read()
+                return json.loads(payload or b"null") if accept == "application/json" else payload
         except urllib.error.HTTPError as err:
             payload = err.read()
             try:
@@ -77,7 +84,16 @@ class Client:
         encoded = base64.b64encode(path.read_bytes()).decode()
         return self._call("POST", "/cwl/inputs", {"name": path.name, "content": encoded})["location"]
 
+    def upload_archive(self, data: bytes) -> str:
+        """Send a tar.gz of input files (see staging); the location of the folder it unpacked to."""
+        return self._call("POST", "/cwl/inputs/archive", data, content_type="application/gzip")["location"]
+
+    def outputs_archive(self, dag_id: str, run_id: str) -> bytes:
+        return self._call("GET", f"/cwl/workflows/{quote(dag_id)}/runs/{quote(run_id, safe='')}/outputs/archive",
+                          accept="application/gzip")
+
     def upload(self, dag_id: str, content: bytes) -> Any:
+        """Upload a CWL document (upstream's format: gzip, then base64)."""
         encoded = base64.b64encode(gzip.compress(content)).decode()
         return self._call("POST", "/cwl/workflows", {"dag_id": dag_id, "workflow_content": encoded})
 
@@ -162,75 +178,44 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 # -- run -----------------------------------------------------------------------------------------
 
-def _pack(path: Path) -> bytes:
-    """The workflow and every file it references, as one document."""
-    from cwltool.context import LoadingContext
-    from cwltool.load_tool import fetch_document, resolve_and_validate_document
-    from cwltool.main import print_pack
-    from cwltool.workflow import default_make_tool
-    from schema_salad.ref_resolver import file_uri
+def _packed(workflow: CWLWorkflow) -> Any:
+    """The document and everything it references ($import, run:, $include) as one document."""
+    from cwltool.pack import pack
 
-    context, document, uri = fetch_document(file_uri(str(path.resolve())),
-                                            LoadingContext({"construct_tool_object": default_make_tool}))
-    context, uri = resolve_and_validate_document(context, document, uri)
-    return print_pack(context, uri).encode()
+    return pack(workflow.loading_context, workflow.id)
 
 
-def _load_job(client: Client, path: Path | None) -> dict[str, Any]:
-    """A job file (JSON or YAML) whose local input files are sent to the appliance.
+def _yaml(document: Any) -> bytes:
+    from ruamel.yaml import YAML
 
-    The workers may not read the caller's files (another machine, or a home folder), so each
-    local File is uploaded once per content and the job points at the uploaded copy.
-    """
+    text = io.StringIO()
+    YAML().dump(document, text)
+    return text.getvalue().encode()
+
+
+def _load_job(path: Path | None) -> dict[str, Any]:
+    """A job file (JSON or YAML) as cwltool reads it: paths relative to it, $import, namespaces."""
     if path is None:
         return {}
-    import yaml
+    from cwltool.load_tool import jobloaderctx
+    from schema_salad.ref_resolver import Loader, file_uri
 
-    from cwl_airflow.workflow import files_in
-
-    job = yaml.safe_load(path.read_text()) or {}
-    base = path.resolve().parent
-    for item in files_in(job):
-        ref = item.get("path") or item.get("location")
-        if not ref or ref.startswith(("http://", "https://")):
-            continue
-        local = Path(ref.removeprefix("file://"))
-        local = local if local.is_absolute() else base / local
-        if item.get("class") == "File" and local.is_file():
-            item.pop("path", None)
-            item["location"] = client.upload_input(local)
-        elif item.get("class") == "Directory":
-            item.pop("path", None)
-            item["location"] = local.as_uri()  # directories are not sent: they must be readable by the workers
-    return job
+    job, _ = Loader(jobloaderctx.copy()).resolve_ref(file_uri(str(path.resolve())), checklinks=False)
+    return {k: v for k, v in (job or {}).items() if k != "id"}
 
 
-def _fetch_outputs(outputs: Any, outdir: Path) -> Any:
-    """Copy the output files into outdir and point the output object at the copies."""
-    from schema_salad.ref_resolver import uri_file_path
-
-    from cwl_airflow.workflow import files_in
-
-    items = [f for f in files_in(outputs) if str(f.get("location", "")).startswith("file://")]
-    paths = [uri_file_path(f["location"]) for f in items]
-    root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
-    outdir.mkdir(parents=True, exist_ok=True)
-    for item, src in zip(items, paths):
-        dest = outdir / os.path.relpath(src, root)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if item["class"] == "Directory":
-            shutil.copytree(src, dest, dirs_exist_ok=True)
-        elif not dest.exists():
-            shutil.copy2(src, dest)
-        item["location"] = dest.as_uri()
-        item["path"] = str(dest)
-    return outputs
+def _send_files(client: Client, value: Any) -> Any:
+    """The value with its local files sent to the appliance and pointed at there."""
+    data, root = staging.make_archive(staging.local_paths(value))
+    if not data:
+        return value
+    return staging.relocate(value, root, client.upload_archive(data))
 
 
-def submit(client: Client, workflow: Path, say: Any = None) -> str:
+def submit(client: Client, workflow: CWLWorkflow, say: Any = None) -> str:
     """Upload a workflow (once per content) and wait until its DAG is ready; its dag_id."""
-    content = _pack(workflow)
-    name = "".join(c if c.isalnum() else "_" for c in workflow.stem)[:60]
+    content = _yaml(_send_files(client, _packed(workflow)))
+    name = "".join(c if c.isalnum() else "_" for c in workflow.path.stem)[:60]
     dag_id = f"cwl_{name}_{hashlib.sha256(content).hexdigest()[:12]}"
     state = client.upload(dag_id, content)
     deadline = time.monotonic() + 180
@@ -241,9 +226,17 @@ def submit(client: Client, workflow: Path, say: Any = None) -> str:
             raise APIError(400, {"reason": state["import_error"]})
         if time.monotonic() > deadline:
             raise APIError(504, {"reason": f"Airflow did not parse the DAG of {dag_id} within 180 s"})
-        time.sleep(0.5)
+        time.sleep(0.2)
         state = client.workflow(dag_id)
     return dag_id
+
+
+def _fetch_outputs(client: Client, dag_id: str, run: dict[str, Any], outdir: Path) -> Any:
+    """The run's output object, its files unpacked into outdir and pointed at there."""
+    outputs = client.outputs(dag_id, run["run_id"])
+    if staging.local_paths(outputs):
+        staging.unpack_into(client.outputs_archive(dag_id, run["run_id"]), outdir)
+    return staging.relocate(outputs, run["outputs_folder"], outdir.as_uri())
 
 
 def _signature(conf: dict[str, Any]) -> str | None:
@@ -262,9 +255,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(args, message)
 
     try:
+        from cwl_airflow.workflow import CWLError, CWLWorkflow, encode
+
+        job_path = Path(args.job) if args.job else None
+        workflow = CWLWorkflow(args.workflow)
+        job = workflow.prepare_job(_load_job(job_path), job_path.parent if job_path else Path.cwd())
         client = _client(args)
-        dag_id = submit(client, Path(args.workflow), say)
-        job = _load_job(client, Path(args.job) if args.job else None)
+        job = json.loads(encode(_send_files(client, job)))
+        dag_id = submit(client, workflow, say)
         signature = _signature({"job": job})
         deadline = time.monotonic() + 60
         while True:
@@ -284,7 +282,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"cwl-airflow: run {run['run_id']} of {dag_id} failed; failed tasks: "
                   f"{', '.join(run.get('failed_tasks', [])) or 'none'} (see their logs in Airflow)", file=sys.stderr)
             return 1
-        outputs = client.outputs(dag_id, run["run_id"])
+        outputs = _fetch_outputs(client, dag_id, run, Path(args.outdir).resolve())
+    except CWLError as err:
+        print(f"cwl-airflow: {err.reason}", file=sys.stderr)
+        return UNSUPPORTED if err.unsupported else 1
     except APIError as err:
         print(f"cwl-airflow: {err}", file=sys.stderr)
         unsupported = isinstance(err.detail, dict) and err.detail.get("unsupported")
@@ -297,7 +298,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"cwl-airflow: {err}", file=sys.stderr)
         return UNSUPPORTED if isinstance(err, UnsupportedRequirement) else 1
-    print(json.dumps(_fetch_outputs(outputs, Path(args.outdir).resolve()), indent=2))
+    print(json.dumps(outputs, indent=2))
     return 0
 
 

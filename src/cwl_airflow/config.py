@@ -39,6 +39,7 @@ class Settings:
     report_private_key: str  # PEM or a path: when set, reports are sent as JWTs signed with it
     jwt_algorithm: str
     stop_timeout: int  # seconds a stop request waits for the run's tasks to end
+    max_upload_bytes: int  # largest input archive taken, and most it may unpack to
 
     @classmethod
     def load(cls, use_airflow: bool = True) -> Settings:
@@ -64,6 +65,7 @@ class Settings:
             report_private_key=_opt("report_private_key", ""),
             jwt_algorithm=_opt("jwt_algorithm", "RS256"),
             stop_timeout=int(_opt("stop_timeout", "120")),
+            max_upload_bytes=int(_opt("max_upload_mib", "4096")) << 20,
         )
 
     def folders(self) -> list[Path]:

@@ -56,10 +56,10 @@ def test_broken_cwl_names_the_file_and_the_reason():
 def test_a_job_missing_a_required_input_is_refused_with_its_name():
     wf = CWLWorkflow(CWL / "three-step.cwl")
     with pytest.raises(CWLError, match="Missing required input parameter 'name'"):
-        wf.validate_job({})
+        wf.prepare_job({}, CWL)
     with pytest.raises(CWLError, match="name"):
-        wf.validate_job({"name": 42})
-    assert CWLWorkflow(CWL / "features.cwl").validate_job({"words": ["a"]}) == {"words": ["a"], "shout": False}
+        wf.prepare_job({"name": 42}, CWL)
+    assert CWLWorkflow(CWL / "features.cwl").prepare_job({"words": ["a"]}, CWL) == {"words": ["a"], "shout": False}
 
 
 def test_queue_is_the_smallest_that_fits():

@@ -86,3 +86,5 @@ class CWLDAG(DAG):
             for name, task in tasks.items():
                 if name not in needed:
                     task >> gatherer
+            if not tasks:  # a workflow without steps: its outputs are its inputs
+                dispatcher >> gatherer

@@ -1,11 +1,12 @@
 """The tasks of a CWLDAG: the dispatcher, one task per step, the gatherer.
 
-Tasks exchange CWL values (small JSON; files by location) through XCom; the files themselves
+Tasks exchange CWL values (JSON text; files by location) through XCom; the files themselves
 stay in the run's tmp folder, which every worker must see at the same path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import json
@@ -21,10 +22,11 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from cwltool.argparser import arg_parser
 from cwltool.context import RuntimeContext
-from schema_salad.ref_resolver import file_uri, uri_file_path
+from schema_salad.ref_resolver import uri_file_path
 
 from cwl_airflow.config import Settings
-from cwl_airflow.workflow import CWLError, CWLWorkflow, files_in
+from cwl_airflow.staging import files_in
+from cwl_airflow.workflow import CWLError, CWLWorkflow, decode, encode, job_requirements
 
 DISPATCHER = "CWLJobDispatcher"
 GATHERER = "CWLJobGatherer"
@@ -32,13 +34,13 @@ CWLTOOL_PREFIX = "http://commonwl.org/cwltool#"
 
 
 @lru_cache(maxsize=8)
-def _workflow(path: str, mtime: float) -> CWLWorkflow:
-    return CWLWorkflow(path)
+def _workflow(path: str, mtime: float, requirements: str) -> CWLWorkflow:
+    return CWLWorkflow(path, json.loads(requirements))
 
 
-def load_workflow(path: str) -> CWLWorkflow:
-    """The workflow, loaded once per process and file version."""
-    return _workflow(path, os.stat(path).st_mtime)
+def load_workflow(path: str, job: dict[str, Any] | None = None) -> CWLWorkflow:
+    """The workflow (with the job's `cwl:requirements`), loaded once per process and file version."""
+    return _workflow(path, os.stat(path).st_mtime, json.dumps(job_requirements(job or {})))
 
 
 def _runtime(settings: Settings, outdir: Path, run_tmp: Path, prefix: str) -> RuntimeContext:
@@ -68,36 +70,25 @@ class _CWLOperator(BaseOperator):
     def _run_tmp(self, context: Any) -> Path:
         return Settings.load().run_tmp(self.dag_id, context["run_id"])
 
-    def _values(self, context: Any, sources: list[str]) -> dict[str, Any]:
-        """The job of a task's own workflow: src<i> is the value of the i-th source."""
+    def _known(self, context: Any, steps: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The prepared job (the dispatcher's) and the results of these finished steps."""
         ti = context["ti"]
-        inputs = ti.xcom_pull(task_ids=DISPATCHER) or {}
-        job = {}
-        for i, source in enumerate(sources):
-            if "/" in source:
-                step, out = source.rsplit("/", 1)
-                job[f"src{i}"] = (ti.xcom_pull(task_ids=task_id(step)) or {}).get(out)
-            else:
-                job[f"src{i}"] = inputs.get(source)
-        return job
+        job = decode(ti.xcom_pull(task_ids=DISPATCHER)) or {}
+        return job, {step: decode(ti.xcom_pull(task_ids=task_id(step))) for step in steps}
 
 
 class CWLJobDispatcher(_CWLOperator):
-    """Reads the job from the run's conf ({"job": {...}}), checks it and its input files."""
+    """Reads the job from the run's conf ({"job": {...}}) and prepares it as cwltool would."""
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> str:
         settings = Settings.load()
         conf = context["dag_run"].conf or {}
         job = conf.get("job")
         if not isinstance(job, dict):
             raise CWLError('the run\'s conf must be {"job": {...}} with the workflow\'s inputs')
-        job = load_workflow(self.workflow).validate_job(resolve_paths(job, settings.inputs_folder))
-        locations = [f.get("location", "") for f in files_in(job)]
-        missing = [loc for loc in locations if loc.startswith("file://") and not Path(uri_file_path(loc)).exists()]
-        if missing:
-            raise CWLError("input files not found: " + ", ".join(missing))
+        job = check_job(load_workflow(self.workflow, job), job, settings.inputs_folder)
         self._run_tmp(context).mkdir(parents=True, exist_ok=True)
-        return job
+        return encode(job)
 
 
 class CWLStepOperator(_CWLOperator):
@@ -107,16 +98,18 @@ class CWLStepOperator(_CWLOperator):
         super().__init__(**kwargs)
         self.step = step
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        wf = load_workflow(self.workflow)
-        process, sources = wf.step_process(self.step)
+    def execute(self, context: Any) -> str:
+        job, _ = self._known(context, [])
+        wf = load_workflow(self.workflow, job)
+        upstream = next(s.upstream for s in wf.dag_steps() if s.name == self.step)
+        job, finished = self._known(context, sorted(upstream))
         run_tmp = self._active_run_tmp = self._run_tmp(context)
         runtime = _runtime(Settings.load(), run_tmp / "steps" / self.task_id, run_tmp, self.task_id)
         # held while this process lives: a stop waits until it can take it
         (run_tmp / "running").mkdir(parents=True, exist_ok=True)
         with open(run_tmp / "running" / f"{self.task_id}.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return wf.execute(process, self._values(context, sources), runtime)
+            return encode(wf.run_step(self.step, job, finished, runtime))
 
     def on_kill(self) -> None:
         """Kill this step's containers (cwltool records their ids) and cwltool's processes."""
@@ -136,36 +129,36 @@ class CWLStepOperator(_CWLOperator):
 class CWLJobGatherer(_CWLOperator):
     """Collects the workflow's outputs into the run's output folder; removes the tmp data."""
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> str:
         settings = Settings.load()
-        wf = load_workflow(self.workflow)
-        process, sources = wf.gather_process()
+        job, _ = self._known(context, [])
+        wf = load_workflow(self.workflow, job)
+        job, finished = self._known(context, list(wf.steps))
         run_tmp = self._run_tmp(context)
         outdir = settings.run_outputs(self.dag_id, context["run_id"])
-        outputs = strip_cwltool_keys(wf.execute(process, self._values(context, sources), _runtime(settings, outdir, run_tmp, "gather")))
+        outputs = strip_cwltool_keys(wf.gather(job, finished, _runtime(settings, outdir, run_tmp, "gather")))
         outdir.mkdir(parents=True, exist_ok=True)
-        (outdir / "outputs.json").write_text(json.dumps(outputs, indent=2))
+        (outdir / "outputs.json").write_text(encode(outputs))
         if not settings.keep_tmp_data:
             shutil.rmtree(run_tmp, ignore_errors=True)
-        return outputs
+            with contextlib.suppress(OSError):  # the workflow's folder, once its last run is gone
+                run_tmp.parent.rmdir()
+        return encode(outputs)
+
+
+def check_job(wf: CWLWorkflow, job: dict[str, Any], inputs_folder: Path) -> dict[str, Any]:
+    """The job prepared for a run; CWLError when it is invalid or names missing files."""
+    job = wf.prepare_job(job, inputs_folder)
+    locations = [f.get("location", "") for f in files_in(job)]
+    missing = [loc for loc in locations if loc.startswith("file://") and not Path(uri_file_path(loc)).exists()]
+    if missing:
+        raise CWLError("input files not found: " + ", ".join(missing))
+    return job
 
 
 def task_id(step: str) -> str:
     """A CWL step name as an Airflow task id."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in step)
-
-
-def resolve_paths(job: dict[str, Any], inputs_folder: Path) -> dict[str, Any]:
-    """Relative File/Directory paths of a job are taken from the inputs folder."""
-    job = json.loads(json.dumps(job))
-    for item in files_in(job):
-        ref = item.pop("path", None) or item.get("location")
-        if ref is None:
-            continue  # a literal (contents/listing)
-        if "://" not in ref:
-            ref = file_uri(str(inputs_folder / ref if not os.path.isabs(ref) else ref))
-        item["location"] = ref
-    return job
 
 
 def strip_cwltool_keys(value: Any) -> Any:
