@@ -10,7 +10,7 @@ TESTHOSTS := $(PYTHON) -m testhosts
 # the cwl_airflow package's unit tests need Airflow and cwltool: their own venv (make deps)
 CWL_UNIT := $(VENV)-cwl/bin/python -m pytest tests/cwl_unit --confcutdir=tests/cwl_unit -p no:cacheprovider
 
-.PHONY: help deps wheel test unit lint host host-down bench bench-box lock base-image box box-test
+.PHONY: help deps wheel test unit lint host host-down bench bench-box lock base-image box box-test conformance
 
 # The box (packer/): BOX_OS names a packer/*.pkrvars.hcl; BOX_ACCEL=tcg where KVM does not work.
 BOX_OS ?= debian-12
@@ -34,10 +34,17 @@ deps: ## install the build machine's packages and the Python tools (idempotent)
 wheel: deps ## build the cwl-airflow wheel into build/dist (the cwl_airflow role installs it); same sources, same bytes
 	rm -rf build/dist && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir build/dist .
 
+# The official CWL v1.2 conformance suite (not part of this repository): its folder
+CWL_SUITE ?= ../shared/cwl-v1.2
+export CWL_SUITE
+
 test: deps wheel $(BASE_IMAGE) ## everything CI runs: unit tests, roles on real test hosts, lint; JUnit XML in build/test-results
 	@mkdir -p $(RESULTS)
 	$(CWL_UNIT) --junitxml=$(RESULTS)/junit-cwl-unit.xml
 	$(PYTHON) -m pytest --junitxml=$(RESULTS)/junit.xml $(PYTEST_ARGS)
+
+conformance: deps wheel ## the CWL suite (CWL_SUITE) through cwl-airflow and plain cwltool on one host; figures into docs/benchmarks.md (CWL_TAGS=required for a part)
+	$(PYTHON) scripts/conformance.py --suite $(CWL_SUITE) $(if $(CWL_TAGS),--tags $(CWL_TAGS)) docs/benchmarks.md
 
 unit: deps ## the fast tests only (no test host)
 	$(CWL_UNIT)

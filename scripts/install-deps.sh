@@ -42,6 +42,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "install-deps: Airflow $airflow_version and cwltool into $cwl_venv"
   [ -x "$cwl_venv/bin/python" ] || "$python" -m venv "$cwl_venv"
   "$cwl_venv/bin/pip" install -q --disable-pip-version-check "apache-airflow[celery]==$airflow_version" cwltool \
-    "pyjwt[crypto]" pyyaml "$(grep '^pytest==' requirements/dev.txt)" "${constraints[@]/#/--constraint=}"
+    "pyjwt[crypto]" pyyaml "$(grep '^pytest==' requirements/dev.txt)" cwltest==2.7.20260814150058 "${constraints[@]/#/--constraint=}"
   echo "$want" > "$stamp"
 fi

@@ -193,7 +193,7 @@ def _yaml(document: Any) -> bytes:
     return text.getvalue().encode()
 
 
-def _load_job(path: Path | None) -> dict[str, Any]:
+def load_job(path: Path | None) -> dict[str, Any]:
     """A job file (JSON or YAML) as cwltool reads it: paths relative to it, $import, namespaces."""
     if path is None:
         return {}
@@ -204,17 +204,20 @@ def _load_job(path: Path | None) -> dict[str, Any]:
     return {k: v for k, v in (job or {}).items() if k != "id"}
 
 
-def _send_files(client: Client, value: Any) -> Any:
-    """The value with its local files sent to the appliance and pointed at there."""
-    data, root = staging.make_archive(staging.local_paths(value))
+def _send_files(client: Client, value: Any, also: Any = None) -> Any:
+    """The value with its local files (and those of `also`) sent to the appliance and pointed at there."""
+    data, root = staging.make_archive(staging.local_paths(value) + staging.local_paths(also))
     if not data:
         return value
     return staging.relocate(value, root, client.upload_archive(data))
 
 
-def submit(client: Client, workflow: CWLWorkflow, say: Any = None) -> str:
-    """Upload a workflow (once per content) and wait until its DAG is ready; its dag_id."""
-    content = _yaml(_send_files(client, _packed(workflow)))
+def submit(client: Client, workflow: CWLWorkflow, defaults: Any = None, say: Any = None) -> str:
+    """Upload a workflow (once per content) and wait until its DAG is ready; its dag_id.
+
+    `defaults`: the document's default values as a job has them, with the secondary files
+    found beside them, which go along with the document's own files."""
+    content = _yaml(_send_files(client, _packed(workflow), also=defaults))
     name = "".join(c if c.isalnum() else "_" for c in workflow.path.stem)[:60]
     dag_id = f"cwl_{name}_{hashlib.sha256(content).hexdigest()[:12]}"
     state = client.upload(dag_id, content)
@@ -255,14 +258,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(args, message)
 
     try:
-        from cwl_airflow.workflow import CWLError, CWLWorkflow, encode
+        from cwl_airflow.workflow import CWL_REQUIREMENTS, CWLError, CWLWorkflow
 
         job_path = Path(args.job) if args.job else None
         workflow = CWLWorkflow(args.workflow)
-        job = workflow.prepare_job(_load_job(job_path), job_path.parent if job_path else Path.cwd())
+        given = load_job(job_path)
+        # prepared here only to find every file the run needs (secondary files too); the
+        # dispatcher prepares the job again, and fills in the defaults from the document
+        prepared = workflow.prepare_job(given, job_path.parent if job_path else Path.cwd(), listings=False)
+        defaults = {k: v for k, v in prepared.items() if k not in given and k not in CWL_REQUIREMENTS}
         client = _client(args)
-        job = json.loads(encode(_send_files(client, job)))
-        dag_id = submit(client, workflow, say)
+        dag_id = submit(client, workflow, defaults, say)
+        job = json.loads(json.dumps(_send_files(client, {k: v for k, v in prepared.items() if k not in defaults})))
         signature = _signature({"job": job})
         deadline = time.monotonic() + 60
         while True:

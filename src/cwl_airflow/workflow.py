@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import os
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +39,15 @@ from cwltool.stdfsaccess import StdFsAccess
 from cwltool.utils import adjustDirObjs, aslist, normalizeFilesDirs, trim_listing, visit_class
 from cwltool.workflow import Workflow, WorkflowStep, default_make_tool
 from cwltool.workflow_job import WorkflowJob, WorkflowStateItem
+from ruamel.yaml import YAML
+from ruamel.yaml.representer import RoundTripRepresenter
+from ruamel.yaml.scalarfloat import ScalarFloat
 from schema_salad.exceptions import ValidationException
 from schema_salad.ref_resolver import Loader, file_uri
 
 log = logging.getLogger(__name__)
 CWL_REQUIREMENTS = ("cwl:requirements", "https://w3id.org/cwl/cwl#requirements")
+FLOAT_TAG = "cwl-airflow:float"
 
 
 class CWLError(Exception):
@@ -65,16 +70,33 @@ class Step:
 
 
 def encode(value: Any) -> str:
-    """A CWL value as the JSON text that tasks exchange."""
-    return json.dumps(value, default=_plain)
+    """A CWL value as the JSON text that tasks exchange; a float read from YAML keeps its
+    literal (cwltool writes 0.00001 on a command line as 0.00001, not 1e-05)."""
+    return json.dumps(_tag_floats(value), default=_plain)
 
 
 def decode(text: Any) -> Any:
-    return json.loads(text) if isinstance(text, str) else text
+    return json.loads(text, object_hook=_untag_float) if isinstance(text, str) else text
+
+
+def _tag_floats(value: Any) -> Any:
+    if isinstance(value, ScalarFloat):
+        return {FLOAT_TAG: RoundTripRepresenter().represent_scalar_float(value).value}
+    if isinstance(value, dict):
+        return {k: _tag_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tag_floats(v) for v in value]
+    return value
+
+
+def _untag_float(item: dict[str, Any]) -> Any:
+    if len(item) == 1 and isinstance(item.get(FLOAT_TAG), str):
+        return YAML(typ="rt").load(item[FLOAT_TAG])
+    return item
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, (set, tuple)):
+    if isinstance(value, set):
         return list(value)
     raise TypeError(f"not a CWL value: {type(value).__name__}")
 
@@ -139,9 +161,10 @@ class CWLWorkflow:
 
     # -- the tasks' view -----------------------------------------------------------------------
 
-    def prepare_job(self, job: dict[str, Any], basedir: str | Path) -> dict[str, Any]:
+    def prepare_job(self, job: dict[str, Any], basedir: str | Path, listings: bool = True) -> dict[str, Any]:
         """The job as cwltool would run it: relative paths from basedir, formats expanded,
-        defaults filled in, secondary files found, listings loaded; CWLError says what is wrong.
+        defaults filled in, secondary files found, a workflow's listings loaded (unless
+        `listings` is false: cwltool loads them once); CWLError says what is wrong.
         The job's `cwl:requirements` are kept as they came."""
         kept = {CWL_REQUIREMENTS[0]: job_requirements(job)} if job_requirements(job) else {}
         namespaces = {**(job.get("$namespaces") or {}), **self.process.metadata.get("$namespaces", {})}
@@ -150,9 +173,11 @@ class CWLWorkflow:
         expand = Loader(namespaces).expand_url
 
         def locate(item: dict[str, Any]) -> None:
-            ref = item.pop("path", None) if "location" not in item else item["location"]
-            if ref is not None:
-                item["location"] = ref if ":" in ref.split("/", 1)[0] else file_uri(os.path.join(base, ref))
+            if "location" in item:  # a URI, maybe relative: joined as one (A%3AB names the file A:B)
+                item["location"] = urllib.parse.urljoin(file_uri(base) + "/", item["location"])
+            elif "path" in item:  # a path, or the URI cwltool's job loader makes of one
+                path = item.pop("path")
+                item["location"] = path if path.startswith("file://") else file_uri(os.path.join(base, path))
             if "format" in item:
                 item["format"] = expand(item["format"], "")
 
@@ -161,12 +186,15 @@ class CWLWorkflow:
             visit_class(inputs, ("File",), functools.partial(add_sizes, StdFsAccess(base)))
             adjustDirObjs(inputs, trim_listing)
             normalizeFilesDirs(inputs)
+            listed = _listed_directories(inputs)
             runtime = RuntimeContext({"basedir": base, "toplevel": True})
             prepared = dict(self.process._init_job(inputs, runtime).job)
         except (ValidationException, WorkflowException, OSError) as err:
             raise CWLError(f"invalid job: {err}") from None
+        if not (self.is_workflow and listings):  # a tool's step lists them itself
+            visit_class(prepared, ("Directory",), lambda d: d.get("location") in listed or d.pop("listing", None))
         names = set(self.input_names())
-        return {**json.loads(encode({k: v for k, v in prepared.items() if k in names})), **kept}
+        return {**decode(encode({k: v for k, v in prepared.items() if k in names})), **kept}
 
     def run_step(self, name: str, inputs: dict[str, Any], finished: dict[str, Any],
                  runtime: RuntimeContext) -> dict[str, Any]:
@@ -205,6 +233,13 @@ class CWLWorkflow:
         if status not in ("success", "skipped") or out is None:
             raise WorkflowException(f"cwltool finished with status {status}")
         return {shortname(k): v for k, v in out.items()}
+
+
+def _listed_directories(value: Any) -> set[str]:
+    """Locations of the Directory objects that come with a listing."""
+    found: set[str] = set()
+    visit_class(value, ("Directory",), lambda d: "listing" in d and found.add(d.get("location")))
+    return found
 
 
 def _job_only(inputs: dict[str, Any]) -> dict[str, Any]:

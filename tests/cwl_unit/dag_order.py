@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cwltool.context import RuntimeContext
 
+from cwl_airflow.cli import load_job
 from cwl_airflow.extensions.operators import strip_cwltool_keys
 from cwl_airflow.workflow import CWLError, CWLWorkflow, decode, encode
 
@@ -51,7 +51,7 @@ def main() -> int:
     parser.add_argument("job", nargs="?")
     args, _ = parser.parse_known_args()
     job_path = Path(args.job).resolve() if args.job else None
-    job = yaml.safe_load(job_path.read_text()) or {} if job_path else {}
+    job = load_job(job_path) if job_path else {}
     try:
         with tempfile.TemporaryDirectory(prefix="dag-order-") as tmp:
             out = run_like_the_dag(args.workflow, job, job_path.parent if job_path else Path.cwd(), Path(tmp),

@@ -138,7 +138,7 @@ class CWLJobGatherer(_CWLOperator):
         outdir = settings.run_outputs(self.dag_id, context["run_id"])
         outputs = strip_cwltool_keys(wf.gather(job, finished, _runtime(settings, outdir, run_tmp, "gather")))
         outdir.mkdir(parents=True, exist_ok=True)
-        (outdir / "outputs.json").write_text(encode(outputs))
+        (outdir / "outputs.json").write_text(json.dumps(outputs, indent=2))
         if not settings.keep_tmp_data:
             shutil.rmtree(run_tmp, ignore_errors=True)
             with contextlib.suppress(OSError):  # the workflow's folder, once its last run is gone
