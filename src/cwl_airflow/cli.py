@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from schema_salad.ref_resolver import uri_file_path
+
 from cwl_airflow import staging
 from cwl_airflow.config import Settings, read_key
 
@@ -205,11 +207,18 @@ def load_job(path: Path | None) -> dict[str, Any]:
 
 
 def _send_files(client: Client, value: Any, also: Any = None) -> Any:
-    """The value with its local files (and those of `also`) sent to the appliance and pointed at there."""
-    data, root = staging.make_archive(staging.local_paths(value) + staging.local_paths(also))
+    """The value with its local files (and those of `also`) sent to the appliance and pointed at there.
+
+    A document's `$schemas` (ontologies that formats are checked against) go along too."""
+    schemas = value.get("$schemas", []) if isinstance(value, dict) else []
+    ontologies = [Path(uri_file_path(s)) for s in schemas if s.startswith("file://")]
+    data, root = staging.make_archive(staging.local_paths(value) + staging.local_paths(also) + ontologies)
     if not data:
         return value
-    return staging.relocate(value, root, client.upload_archive(data))
+    location = client.upload_archive(data)
+    if schemas:
+        value["$schemas"] = [staging.relocate_uri(s, root, location) for s in schemas]
+    return staging.relocate(value, root, location)
 
 
 def submit(client: Client, workflow: CWLWorkflow, defaults: Any = None, say: Any = None) -> str:

@@ -57,7 +57,10 @@ def _task_event(ti: Any, state: str, error: str = "") -> None:
         ("progress", reports.progress(ti.dag_id, ti.run_id, run_state, reports.percent_done(states), error)),
     ]
     if state == "success" and ti.task_id == GATHERER:
-        items.append(("results", reports.results(ti.dag_id, ti.run_id, ti.xcom_pull(task_ids=GATHERER) or {})))
+        from cwl_airflow.workflow import decode
+
+        outputs = decode(ti.xcom_pull(task_ids=GATHERER)) or {}  # XCom carries CWL values as JSON text
+        items.append(("results", reports.results(ti.dag_id, ti.run_id, outputs)))
     _queue(items)
 
 

@@ -87,16 +87,22 @@ def make_archive(paths: Iterable[Path]) -> tuple[bytes, Path]:
 
 def relocate(value: Any, old_root: Path | str, new_root: str) -> Any:
     """Point every File and Directory under old_root (a path or file:// URI) at new_root (a URI)."""
-    old = str(old_root) if str(old_root).startswith("file://") else file_uri(str(old_root))
-    old, new = old.rstrip("/") + "/", new_root.rstrip("/") + "/"
     for item in files_in(value):
         ref = item.get("location") or item.get("path") or ""
-        if ref and not ref.startswith("file://") and ":" not in ref.split("/", 1)[0]:
-            ref = file_uri(str(Path(ref).resolve()))
-        if ref.startswith(old):
-            item["location"] = new + ref[len(old):]
+        moved = relocate_uri(ref, old_root, new_root)
+        if moved != ref:
+            item["location"] = moved
             item.pop("path", None)
     return value
+
+
+def relocate_uri(ref: str, old_root: Path | str, new_root: str) -> str:
+    """A path or file:// URI under old_root as the same place under new_root (a URI); others as they are."""
+    old = str(old_root) if str(old_root).startswith("file://") else file_uri(str(old_root))
+    old, new = old.rstrip("/") + "/", new_root.rstrip("/") + "/"
+    if ref and not ref.startswith("file://") and ":" not in ref.split("/", 1)[0]:
+        ref = file_uri(str(Path(ref).resolve()))
+    return new + ref[len(old):] if ref.startswith(old) else ref
 
 
 # -- the appliance's side ------------------------------------------------------------------------

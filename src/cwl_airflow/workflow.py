@@ -36,6 +36,7 @@ from cwltool.executors import SingleJobExecutor
 from cwltool.load_tool import fetch_document, make_tool, resolve_and_validate_document
 from cwltool.process import Process, add_sizes, shortname
 from cwltool.stdfsaccess import StdFsAccess
+from cwltool.update import ORIGINAL_CWLVERSION
 from cwltool.utils import adjustDirObjs, aslist, normalizeFilesDirs, trim_listing, visit_class
 from cwltool.workflow import Workflow, WorkflowStep, default_make_tool
 from cwltool.workflow_job import WorkflowJob, WorkflowStateItem
@@ -124,7 +125,7 @@ class CWLWorkflow:
             context, document, uri = fetch_document(uri, context)
             self.loading_context, uri = resolve_and_validate_document(context, document, uri)
             if requirements:
-                if self.loading_context.metadata.get("http://commonwl.org/cwltool#original_cwlVersion") == "v1.0":
+                if self.loading_context.metadata.get(ORIGINAL_CWLVERSION) == "v1.0":
                     raise CWLError("`cwl:requirements` in the job is not part of CWL v1.0")
                 self.loading_context.overrides_list.append({"overrideTarget": uri, "requirements": requirements})
             self.process: Process = make_tool(uri, self.loading_context)
@@ -173,9 +174,11 @@ class CWLWorkflow:
         expand = Loader(namespaces).expand_url
 
         def locate(item: dict[str, Any]) -> None:
-            if "location" in item:  # a URI, maybe relative: joined as one (A%3AB names the file A:B)
-                item["location"] = urllib.parse.urljoin(file_uri(base) + "/", item["location"])
-            elif "path" in item:  # a path, or the URI cwltool's job loader makes of one
+            location = item.get("location")
+            if location is not None and ":" not in location.split("/", 1)[0]:
+                # a relative URI, joined as one (A%3AB names the file A:B)
+                item["location"] = urllib.parse.urljoin(file_uri(base) + "/", location)
+            elif location is None and "path" in item:  # a path, or the URI cwltool's job loader makes of one
                 path = item.pop("path")
                 item["location"] = path if path.startswith("file://") else file_uri(os.path.join(base, path))
             if "format" in item:
@@ -203,7 +206,7 @@ class CWLWorkflow:
         if not self.is_workflow:
             outputs = self._execute(self.process, _job_only(inputs), runtime)
             return {"status": "success", "outputs": outputs}
-        part = _WorkflowPart(self.process, self._state(inputs, finished), self.steps[name].id)
+        part = _WorkflowPart(self.process, self._state(finished), self.steps[name].id)
         outputs = self._execute(part, _job_only(inputs), runtime)
         return {"status": part.step_status, "outputs": outputs}
 
@@ -212,9 +215,9 @@ class CWLWorkflow:
         if not self.is_workflow:
             (result,) = finished.values()
             return self._execute(_Outputs(self.process, result["outputs"]), {}, runtime)
-        return self._execute(_WorkflowPart(self.process, self._state(inputs, finished), None), _job_only(inputs), runtime)
+        return self._execute(_WorkflowPart(self.process, self._state(finished), None), _job_only(inputs), runtime)
 
-    def _state(self, inputs: dict[str, Any], finished: dict[str, Any]) -> dict[str, WorkflowStateItem]:
+    def _state(self, finished: dict[str, Any]) -> dict[str, WorkflowStateItem]:
         """cwltool's workflow state: the values of finished steps' outputs, by full id."""
         state = {}
         for name, result in finished.items():

@@ -70,11 +70,13 @@ class _CWLOperator(BaseOperator):
     def _run_tmp(self, context: Any) -> Path:
         return Settings.load().run_tmp(self.dag_id, context["run_id"])
 
-    def _known(self, context: Any, steps: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The prepared job (the dispatcher's) and the results of these finished steps."""
-        ti = context["ti"]
-        job = decode(ti.xcom_pull(task_ids=DISPATCHER)) or {}
-        return job, {step: decode(ti.xcom_pull(task_ids=task_id(step))) for step in steps}
+    def _job(self, context: Any) -> dict[str, Any]:
+        """The job as the dispatcher prepared it."""
+        return decode(context["ti"].xcom_pull(task_ids=DISPATCHER)) or {}
+
+    def _results(self, context: Any, steps: list[str]) -> dict[str, Any]:
+        """The results of these finished steps, by step name."""
+        return {step: decode(context["ti"].xcom_pull(task_ids=task_id(step))) for step in steps}
 
 
 class CWLJobDispatcher(_CWLOperator):
@@ -99,10 +101,10 @@ class CWLStepOperator(_CWLOperator):
         self.step = step
 
     def execute(self, context: Any) -> str:
-        job, _ = self._known(context, [])
+        job = self._job(context)
         wf = load_workflow(self.workflow, job)
         upstream = next(s.upstream for s in wf.dag_steps() if s.name == self.step)
-        job, finished = self._known(context, sorted(upstream))
+        finished = self._results(context, sorted(upstream))
         run_tmp = self._active_run_tmp = self._run_tmp(context)
         runtime = _runtime(Settings.load(), run_tmp / "steps" / self.task_id, run_tmp, self.task_id)
         # held while this process lives: a stop waits until it can take it
@@ -131,9 +133,9 @@ class CWLJobGatherer(_CWLOperator):
 
     def execute(self, context: Any) -> str:
         settings = Settings.load()
-        job, _ = self._known(context, [])
+        job = self._job(context)
         wf = load_workflow(self.workflow, job)
-        job, finished = self._known(context, list(wf.steps))
+        finished = self._results(context, list(wf.steps))
         run_tmp = self._run_tmp(context)
         outdir = settings.run_outputs(self.dag_id, context["run_id"])
         outputs = strip_cwltool_keys(wf.gather(job, finished, _runtime(settings, outdir, run_tmp, "gather")))
