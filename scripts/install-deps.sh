@@ -37,7 +37,8 @@ cwl_venv=$venv-cwl
 airflow_version=$(sed -n 's/^airflow_version: "\(.*\)"/\1/p' ansible/roles/airflow/defaults/main.yml)
 constraints=(ansible/roles/airflow/files/constraints-"$airflow_version"-py3.*.txt ansible/roles/cwl_airflow/files/constraints-cwl-airflow.txt)
 stamp=$cwl_venv/.requirements.sha256
-want=$(cat "${constraints[@]}" pyproject.toml requirements/dev.txt | sha256sum | cut -d' ' -f1)
+# this script's own list of what goes into the venv counts too
+want=$(cat "${constraints[@]}" pyproject.toml requirements/dev.txt "$0" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "install-deps: Airflow $airflow_version and cwltool into $cwl_venv"
   [ -x "$cwl_venv/bin/python" ] || "$python" -m venv "$cwl_venv"
