@@ -17,9 +17,11 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow.configuration import conf as airflow_conf
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -164,19 +166,19 @@ async def upload_archive(request: Request) -> dict[str, Any]:
 
     Point a job's Files and Directories into that folder. Regular files and folders only."""
     settings = Settings.load()
-    with tempfile.SpooledTemporaryFile(max_size=16 << 20) as body:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > settings.max_upload_bytes:
-                raise _fail(413, f"the archive is larger than {settings.max_upload_bytes} bytes")
-            body.write(chunk)
-        body.seek(0)
-        try:
-            folder = await run_in_threadpool(staging.receive_archive, iter(lambda: body.read(staging.CHUNK), b""),
-                                             settings.inputs_folder / "uploads", settings.max_upload_bytes)
-        except staging.ArchiveError as err:
-            raise _fail(400, str(err)) from None
+    chunks = request.stream()
+
+    def body() -> Iterator[bytes]:  # the request's body, read from the worker thread as it arrives
+        while (chunk := anyio.from_thread.run(anext, chunks, None)) is not None:
+            yield chunk
+
+    try:
+        folder = await run_in_threadpool(staging.receive_archive, body(), settings.inputs_folder / "uploads",
+                                         settings.max_upload_bytes)
+    except staging.ArchiveTooLarge as err:
+        raise _fail(413, str(err)) from None
+    except staging.ArchiveError as err:
+        raise _fail(400, str(err)) from None
     return {"class": "Directory", "location": folder.as_uri()}
 
 

@@ -81,11 +81,6 @@ class Client:
                 detail = payload.decode(errors="replace")
             raise APIError(err.code, detail) from None
 
-    def upload_input(self, path: Path) -> str:
-        """Send a local input file to the appliance; its location there."""
-        encoded = base64.b64encode(path.read_bytes()).decode()
-        return self._call("POST", "/cwl/inputs", {"name": path.name, "content": encoded})["location"]
-
     def upload_archive(self, data: bytes) -> str:
         """Send a tar.gz of input files (see staging); the location of the folder it unpacked to."""
         return self._call("POST", "/cwl/inputs/archive", data, content_type="application/gzip")["location"]
@@ -278,7 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         defaults = {k: v for k, v in prepared.items() if k not in given and k not in CWL_REQUIREMENTS}
         client = _client(args)
         dag_id = submit(client, workflow, defaults, say)
-        job = json.loads(json.dumps(_send_files(client, {k: v for k, v in prepared.items() if k not in defaults})))
+        job = _send_files(client, {k: v for k, v in prepared.items() if k not in defaults})
         signature = _signature({"job": job})
         deadline = time.monotonic() + 60
         while True:

@@ -44,6 +44,10 @@ class ArchiveError(ValueError):
     """An archive that is not one the appliance takes (the reason says why)."""
 
 
+class ArchiveTooLarge(ArchiveError):
+    """An archive above the size limit."""
+
+
 # -- the caller's side ---------------------------------------------------------------------------
 
 def local_paths(value: Any) -> list[Path]:
@@ -118,7 +122,7 @@ def receive_archive(stream: Iterable[bytes], uploads: Path, max_bytes: int) -> P
         for chunk in stream:
             size += len(chunk)
             if size > max_bytes:
-                raise ArchiveError(f"the archive is larger than {max_bytes} bytes")
+                raise ArchiveTooLarge(f"the archive is larger than {max_bytes} bytes")
             digest.update(chunk)
             spool.write(chunk)
         spool.flush()
@@ -168,8 +172,7 @@ def _unpack(archive: IO[bytes], into: Path, max_bytes: int) -> None:
 def folder_archive(folder: Path, exclude: Iterable[str] = ()) -> bytes:
     """A tar.gz of what a folder holds (names relative to it), for sending outputs back."""
     skip = set(exclude)
-    data, _ = make_archive([p for p in folder.iterdir() if p.name not in skip]) if folder.is_dir() else (b"", None)
-    return data
+    return make_archive([p for p in folder.iterdir() if p.name not in skip])[0] if folder.is_dir() else b""
 
 
 def unpack_into(data: bytes, folder: Path) -> None:

@@ -257,10 +257,11 @@ class _WorkflowPart(WorkflowJob):
     """
 
     def __init__(self, workflow: Workflow, known: dict[str, WorkflowStateItem], step_id: str | None) -> None:
+        # WorkflowJob's own __init__ needs the runtime, which the executor gives to job(); before
+        # that, the executor reads only what a process has: visit(), metadata, requirements
         self.workflow, self.known, self.step_id = workflow, known, step_id
         self.step_status = "success"
-        self.tool = workflow.tool
-        self.metadata, self.requirements, self.hints = workflow.metadata, workflow.requirements, workflow.hints
+        self.tool, self.metadata, self.requirements = workflow.tool, workflow.metadata, workflow.requirements
 
     def visit(self, op: Any) -> None:
         self.workflow.visit(op)

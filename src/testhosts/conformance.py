@@ -35,9 +35,10 @@ STAND_INS = {
                            "chmod 755 /usr/local/bin/docker-entrypoint.sh", "/usr/local/bin/docker-entrypoint.sh"),
     "docker.io/alpine:latest": ("true", None),
 }
+# runner -> its command and the arguments cwltest passes before each test's own
 RUNNERS = {
-    "cwltool": "/opt/airflow/venv/bin/cwltool",
-    "cwl-airflow": "/usr/local/bin/cwl-airflow -- run",
+    "cwltool": ("/opt/airflow/venv/bin/cwltool", ""),
+    "cwl-airflow": ("/usr/local/bin/cwl-airflow", "run"),
 }
 
 
@@ -113,7 +114,7 @@ def run_suite(host: Host, runner: str, tags: str | None = None, jobs: int = 2, t
     junit = f"/root/cwl-suite/{runner}.xml"
     environment = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
     select = f"--tags {shlex.quote(tags)}" if tags else ""
-    tool, _, extra = RUNNERS[runner].partition(" -- ")
+    tool, extra = RUNNERS[runner]
     command = (f"cd {SUITE_IN_HOST} && rm -f {junit} && {environment} /root/cwltest/bin/cwltest "
                f"--test conformance_tests.yaml {select} -j {jobs} --timeout {timeout} --junit-xml {junit} "
                f"--tool {tool} {'-- ' + extra if extra else ''} > /root/cwl-suite/{runner}.log 2>&1")
