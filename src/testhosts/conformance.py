@@ -89,7 +89,7 @@ def prepare(host: Host, settings: Settings, suite: Path) -> None:
     """The suite, cwltest and the stand-in images on the host."""
     target = host.root / SUITE_IN_HOST.lstrip("/")
     run(["rm", "-rf", target])
-    run(["cp", "-a", suite, target])
+    run(["cp", "-r", "--no-preserve=mode,ownership", suite, target])  # the suite may be read-only
     host.exec("bash", "-c", f"test -x /root/cwltest/bin/cwltest || (python3 -m venv /root/cwltest && "
               f"/root/cwltest/bin/pip install -q {CWLTEST})")
     if host.exec("docker", "image", "inspect", BASE_IMAGE, check=False).returncode != 0:
