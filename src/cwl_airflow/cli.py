@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from schema_salad.ref_resolver import uri_file_path
-
 from cwl_airflow import staging
 from cwl_airflow.config import Settings, read_key
 
@@ -205,6 +203,8 @@ def _send_files(client: Client, value: Any, also: Any = None) -> Any:
     """The value with its local files (and those of `also`) sent to the appliance and pointed at there.
 
     A document's `$schemas` (ontologies that formats are checked against) go along too."""
+    from schema_salad.ref_resolver import uri_file_path
+
     schemas = value.get("$schemas", []) if isinstance(value, dict) else []
     ontologies = [Path(uri_file_path(s)) for s in schemas if s.startswith("file://")]
     data, root = staging.make_archive(staging.local_paths(value) + staging.local_paths(also) + ontologies)

@@ -8,6 +8,9 @@ files' common folder. The appliance unpacks each archive once per content
 (`inputs/uploads/<sha256>/`) and the caller points the locations there. Outputs come back the
 same way. Archives are made reproducibly (sorted, no owners, no times), so the same files give
 the same archive and the same document gives the same DAG.
+
+schema-salad (cwltool's) is imported where it is used: the client module imports this one,
+and its commands other than `run` need neither.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
-
-from schema_salad.ref_resolver import file_uri, uri_file_path
 
 CHUNK = 1 << 20
 
@@ -52,6 +53,8 @@ class ArchiveTooLarge(ArchiveError):
 
 def local_paths(value: Any) -> list[Path]:
     """The local files and folders that the File and Directory objects of a value name."""
+    from schema_salad.ref_resolver import uri_file_path
+
     found = []
     for item in files_in(value):
         ref = item.get("location") or item.get("path") or ""
@@ -102,6 +105,8 @@ def relocate(value: Any, old_root: Path | str, new_root: str) -> Any:
 
 def relocate_uri(ref: str, old_root: Path | str, new_root: str) -> str:
     """A path or file:// URI under old_root as the same place under new_root (a URI); others as they are."""
+    from schema_salad.ref_resolver import file_uri
+
     old = str(old_root) if str(old_root).startswith("file://") else file_uri(str(old_root))
     old, new = old.rstrip("/") + "/", new_root.rstrip("/") + "/"
     if ref and not ref.startswith("file://") and ":" not in ref.split("/", 1)[0]:
