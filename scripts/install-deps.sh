@@ -37,12 +37,13 @@ cwl_venv=$venv-cwl
 airflow_version=$(sed -n 's/^airflow_version: "\(.*\)"/\1/p' ansible/roles/airflow/defaults/main.yml)
 constraints=(ansible/roles/airflow/files/constraints-"$airflow_version"-py3.*.txt ansible/roles/cwl_airflow/files/constraints-cwl-airflow.txt)
 stamp=$cwl_venv/.requirements.sha256
+cwltest=$(sed -n 's/^CWLTEST = "\([^"]*\)".*/\1/p' src/testhosts/conformance.py)  # the conformance runner, one pin
 # this script's own list of what goes into the venv counts too
-want=$(cat "${constraints[@]}" pyproject.toml requirements/dev.txt "$0" | sha256sum | cut -d' ' -f1)
+want=$({ cat "${constraints[@]}" pyproject.toml requirements/dev.txt "$0"; echo "$cwltest"; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "install-deps: Airflow $airflow_version and cwltool into $cwl_venv"
   [ -x "$cwl_venv/bin/python" ] || "$python" -m venv "$cwl_venv"
   "$cwl_venv/bin/pip" install -q --disable-pip-version-check "apache-airflow[celery]==$airflow_version" cwltool \
-    "pyjwt[crypto]" pyyaml "$(grep '^pytest==' requirements/dev.txt)" cwltest==2.7.20260814150058 "${constraints[@]/#/--constraint=}"
+    "pyjwt[crypto]" pyyaml "$(grep '^pytest==' requirements/dev.txt)" "$cwltest" "${constraints[@]/#/--constraint=}"
   echo "$want" > "$stamp"
 fi

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import CWL, REPORT_PORT, put_file
 from cwl_airflow.cli import APIError, Client
+from testhosts.conformance import INSTALL_CWLTEST
 
 OUTBOX = "/var/lib/airflow/cwl/reports"
 RECEIVER = f"""
@@ -258,8 +259,7 @@ def test_stop_ends_tasks_and_containers_and_cleans_tmp(host, cwl, cwl_keys):
 
 def test_cwl_airflow_run_is_a_cwltest_runner(host, cwl_keys):
     """The CWL conformance runner drives `cwl-airflow run` over the project's own small suite."""
-    host.run_expect([0], "test -x /root/cwltest/bin/cwltest || "
-                         "(python3 -m venv /root/cwltest && /root/cwltest/bin/pip install -q cwltest==2.7.20260814150058)")
+    host.run_expect([0], INSTALL_CWLTEST)
     host.run_expect([0], "rm -rf /root/conformance && mkdir /root/conformance")
     for path in (CWL / "conformance").iterdir():
         put_file(host, f"/root/conformance/{path.name}", path.read_bytes())

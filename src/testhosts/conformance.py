@@ -22,7 +22,10 @@ from testhosts.host import Host
 from testhosts.settings import Settings
 from testhosts.shell import run
 
-CWLTEST = "cwltest==2.7.20260814150058"
+CWLTEST = "cwltest==2.7.20260814150058"  # also what install-deps.sh puts into the cwl venv
+# on a test host, as root: cwltest in a venv of its own
+INSTALL_CWLTEST = f"test -x /root/cwltest/bin/cwltest || (python3 -m venv /root/cwltest && " \
+                  f"/root/cwltest/bin/pip install -q {CWLTEST})"
 SUITE_IN_HOST = "/root/cwl-suite"
 BASE_IMAGE = "docker.io/debian:stable-slim"
 # the suite's images: what each needs beyond a Debian root, and its entrypoint
@@ -90,8 +93,7 @@ def prepare(host: Host, settings: Settings, suite: Path) -> None:
     target = host.root / SUITE_IN_HOST.lstrip("/")
     run(["rm", "-rf", target])
     run(["cp", "-r", "--no-preserve=mode,ownership", suite, target])  # the suite may be read-only
-    host.exec("bash", "-c", f"test -x /root/cwltest/bin/cwltest || (python3 -m venv /root/cwltest && "
-              f"/root/cwltest/bin/pip install -q {CWLTEST})")
+    host.exec("bash", "-c", INSTALL_CWLTEST)
     if host.exec("docker", "image", "inspect", BASE_IMAGE, check=False).returncode != 0:
         tarball = host.root / "root/stand-in.tar"
         run(["tar", "-cf", tarball, "-C", rootfs.golden(settings), "--exclude=./var/lib/apt/lists", "."])
