@@ -19,7 +19,7 @@ from cwltool.context import RuntimeContext
 
 from cwl_airflow.cli import load_job
 from cwl_airflow.extensions.operators import strip_cwltool_keys
-from cwl_airflow.workflow import CWLError, CWLWorkflow, decode, encode
+from cwl_airflow.workflow import CWLError, CWLWorkflow, decode, encode, job_requirements
 
 
 def run_like_the_dag(path: str | Path, job: dict[str, Any], job_dir: Path, tmp: Path, outdir: Path,
@@ -30,9 +30,8 @@ def run_like_the_dag(path: str | Path, job: dict[str, Any], job_dir: Path, tmp: 
 
     (tmp / "tmp").mkdir(parents=True, exist_ok=True)
     (tmp / "out").mkdir(parents=True, exist_ok=True)
-    wf = CWLWorkflow(path)
+    wf = CWLWorkflow(path, job_requirements(job))  # as the tasks load it (operators.load_workflow)
     prepared = decode(encode(wf.prepare_job(job, job_dir)))
-    wf = CWLWorkflow(path, prepared.get("cwl:requirements"))
     results: dict[str, Any] = {}
     steps = wf.dag_steps()
     while len(results) < len(steps):
