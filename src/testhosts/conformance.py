@@ -110,6 +110,11 @@ def prepare(host: Host, settings: Settings, suite: Path) -> None:
         host.exec("docker", "rm", name)
 
 
+def remove_stand_ins(host: Host) -> None:
+    """Leave the host's images as the play left them."""
+    host.exec("docker", "rmi", BASE_IMAGE, *STAND_INS, check=False)
+
+
 def run_suite(host: Host, runner: str, tags: str | None = None, jobs: int = 2, timeout: int = 300,
               env: dict[str, str] | None = None) -> RunnerResult:
     """Run the suite on the host through one runner; what passed, failed, was unsupported."""
