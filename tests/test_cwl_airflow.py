@@ -105,6 +105,22 @@ def test_services_and_configuration(host):
     assert host.check_output("sudo -u airflow cwl-airflow status") .startswith("[")
 
 
+def test_an_upload_returns_a_ready_dag_and_forking_daemons_start_warm(host, cwl):
+    """The upload stores the new DAG itself (no wait for the DAG processor's next loop), and the
+    daemons that fork per DAG file or task have cwltool loaded before they fork (its compiled
+    schema-salad modules are mapped in their main process)."""
+    content = (CWL / "trivial.cwl").read_bytes() + f"# {time.time_ns()}\n".encode()
+    dag_id = f"test_ready_{time.time_ns()}"
+    try:
+        state = cwl.upload(dag_id, content)
+        assert state["created"] and state["ready"], state
+    finally:
+        host.run(f"rm -f /var/lib/airflow/dags/cwl_{dag_id}.py /var/lib/airflow/cwl/workflows/{dag_id}.cwl")
+    for unit in ("airflow-dag-processor", "airflow-worker"):
+        pid = host.check_output(f"systemctl show -P MainPID {unit}")
+        assert "schema_salad" in host.check_output(f"cat /proc/{pid}/maps"), unit
+
+
 def test_three_docker_steps_through_the_api(host, cwl, cwl_keys, airflow):
     dag_id = upload(cwl, "three-step.cwl")
     result = run(cwl, cwl_keys, dag_id, {"name": "appliance"})

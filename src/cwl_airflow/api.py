@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -126,17 +127,21 @@ def upload_workflow(upload: Upload) -> dict[str, Any]:
     os.chmod(staged.name, 0o644)
     os.replace(staged.name, workflow)
     dag_file.write_text(dag_file_text(upload.dag_id, workflow))
-    _request_parsing(dag_file)
+    _parse_now(dag_file)
     return {"dag_id": upload.dag_id, "workflow": str(workflow), "created": True, **_dag_state(upload.dag_id)}
 
 
-def _request_parsing(dag_file: Path) -> None:
-    """Ask the DAG processor to parse this file now rather than at its next folder scan."""
-    from airflow.models.dagbag import DagPriorityParsingRequest
-    from airflow.utils.session import create_session
+def _parse_now(dag_file: Path) -> None:
+    """Parse the new DAG file here and store its DAG (or its import error) as the DAG processor does.
 
-    with create_session() as session:
-        session.add(DagPriorityParsingRequest(bundle_name=BUNDLE, relative_fileloc=dag_file.name))
+    The DAG can run as soon as the upload returns, not after the DAG processor's next loop
+    (about 1.3 s later, measured); the DAG processor parses the file again in its own time."""
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    bag = DagBag(dag_folder=dag_file, bundle_path=dag_file.parent, bundle_name=BUNDLE)
+    sync_bag_to_db(bag, BUNDLE, bundle_version=None)
+    for module in [name for name, m in sys.modules.items() if getattr(m, "__file__", None) == str(dag_file)]:
+        del sys.modules[module]  # DagBag imported the file as a module; this process needs it no more
 
 
 @app.post("/inputs", status_code=201, dependencies=[Depends(requires_access_dag("POST", access_entity="RUN"))])
