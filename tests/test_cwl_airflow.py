@@ -8,6 +8,7 @@ import gzip
 import json
 import time
 import urllib.parse
+import uuid
 
 import jwt
 import pytest
@@ -32,9 +33,13 @@ http.server.HTTPServer(("127.0.0.1", {REPORT_PORT}), Handler).serve_forever()
 """
 
 
-def signed(cwl_keys, conf, run_id=None, key=None, lifetime=60):
-    claims = {"run_id": run_id, "conf": conf, "iat": int(time.time()), "exp": int(time.time()) + lifetime}
-    return jwt.encode(claims, key or cwl_keys.trigger_private, algorithm="RS256")
+def signed(cwl, cwl_keys, dag_id, conf, run_id=None, key=None, lifetime=60, drop=(), **claims):
+    """A trigger's JWT as a client makes it (claims changed by keyword, or dropped)."""
+    now = int(time.time())
+    body = {"dag_id": dag_id, "run_id": run_id, "conf": conf, "aud": cwl.appliance()["audience"], "iat": now,
+            "exp": now + lifetime, "jti": uuid.uuid4().hex, **claims}
+    return jwt.encode({k: v for k, v in body.items() if k not in drop}, key or cwl_keys.trigger_private,
+                      algorithm="RS256")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,7 @@ def upload(cwl, name: str, dag_id: str | None = None):
 
 def run(cwl, cwl_keys, dag_id, job, timeout=180):
     conf = {"job": job}
-    started = cwl.trigger(dag_id, job, signature=signed(cwl_keys, conf))
+    started = cwl.trigger(dag_id, job, signature=signed(cwl, cwl_keys, dag_id, conf))
     deadline = time.monotonic() + timeout
     state = cwl.run(dag_id, started["run_id"])
     while state["state"] not in ("success", "failed"):
@@ -173,27 +178,38 @@ def test_bad_input_gets_a_4xx_with_the_reason_and_leaves_nothing(host, cwl, cwl_
 
     dag_id = upload(cwl, "three-step.cwl")
     runs = len(cwl.runs(dag_id))
-    assert "name" in expect_error(lambda: cwl.trigger(dag_id, {}, signature=signed(cwl_keys, {"job": {}})), 400)
+    assert "name" in expect_error(lambda: cwl.trigger(dag_id, {}, signature=signed(cwl, cwl_keys, dag_id, {"job": {}})), 400)
     expect_error(lambda: cwl.trigger("test_no_such_workflow", {"name": "x"}), 404)
     assert len(cwl.runs(dag_id)) == runs
 
 
 def test_triggers_need_a_valid_signature(cwl, cwl_keys):
     dag_id = upload(cwl, "three-step.cwl")
+    other_dag = upload(cwl, "trivial.cwl")
     runs = len(cwl.runs(dag_id))
     job = {"name": "x"}
     conf = {"job": job}
     other_private, _ = __import__("conftest")._rsa_key_pair()
-    assert "signed" in expect_error(lambda: cwl.trigger(dag_id, job), 403)
-    assert "invalid signature" in expect_error(
-        lambda: cwl.trigger(dag_id, job, signature=signed(cwl_keys, conf, key=other_private)), 403)
-    assert "expired" in expect_error(
-        lambda: cwl.trigger(dag_id, job, signature=signed(cwl_keys, conf, lifetime=-10)), 403)
-    assert "conf" in expect_error(
-        lambda: cwl.trigger(dag_id, job, signature=signed(cwl_keys, {"job": {"name": "y"}})), 403)
-    assert "run_id" in expect_error(
-        lambda: cwl.trigger(dag_id, job, run_id="mine", signature=signed(cwl_keys, conf, run_id="other")), 403)
+
+    def refused(reason, signature, run_id=None, dag=dag_id):
+        assert reason in expect_error(lambda: cwl.trigger(dag, job, run_id=run_id, signature=signature), 403)
+
+    refused("signed", None)
+    refused("invalid signature", signed(cwl, cwl_keys, dag_id, conf, key=other_private))
+    refused("expired", signed(cwl, cwl_keys, dag_id, conf, lifetime=-60))
+    refused("exp", signed(cwl, cwl_keys, dag_id, conf, drop=("exp",)))  # valid for ever
+    refused("lifetime", signed(cwl, cwl_keys, dag_id, conf, lifetime=86400))
+    refused("conf", signed(cwl, cwl_keys, dag_id, {"job": {"name": "y"}}))
+    refused("run_id", signed(cwl, cwl_keys, dag_id, conf, run_id="other"), run_id="mine")
+    refused("another workflow", signed(cwl, cwl_keys, dag_id, conf), dag=other_dag)  # signed for A, starts B
+    refused("another appliance", signed(cwl, cwl_keys, dag_id, conf, aud="some-other-appliance"))
     assert len(cwl.runs(dag_id)) == runs  # nothing was triggered
+
+    once = signed(cwl, cwl_keys, dag_id, conf)
+    cwl.trigger(dag_id, job, signature=once)
+    refused("used already", once)  # a replay, however often
+    refused("used already", once)
+    assert len(cwl.runs(dag_id)) == runs + 1
 
 
 def test_broken_cwl_is_an_import_error_naming_file_and_reason(host, airflow):
@@ -222,8 +238,12 @@ def test_reports_are_signed_and_complete(cwl, cwl_keys, receiver):
     while not any(r["path"] == "/reports/results" for r in receiver.reports(result["run_id"])):
         assert time.monotonic() < deadline, "no results report"
         time.sleep(0.5)
-    reports = [(r["path"], jwt.decode(r["body"]["payload"], cwl_keys.report_public, algorithms=["RS256"]))
+    reports = [(r["path"], jwt.decode(r["body"]["payload"], cwl_keys.report_public, algorithms=["RS256"],
+                                      audience=f"http://127.0.0.1:{REPORT_PORT}{r['path']}",
+                                      options={"require": ["exp", "iat", "seq"]}))
                for r in receiver.reports(result["run_id"])]
+    sequence = [p["seq"] for _, p in reports]
+    assert sequence == sorted(set(sequence))  # increasing: a receiver refuses a replayed seq
     statuses = {(p["task_id"], p["state"]) for path, p in reports if path == "/reports/status"}
     for task in ("CWLJobDispatcher", "greet", "shout", "count", "CWLJobGatherer"):
         assert {(task, "running"), (task, "success")} <= statuses
@@ -254,7 +274,7 @@ def test_reports_are_held_while_the_receiver_is_down(host, cwl, cwl_keys, receiv
 def test_stop_ends_tasks_and_containers_and_cleans_tmp(host, cwl, cwl_keys):
     dag_id = upload(cwl, "sleep.cwl")
     conf = {"job": {"seconds": 300}}
-    run_id = cwl.trigger(dag_id, conf["job"], signature=signed(cwl_keys, conf))["run_id"]
+    run_id = cwl.trigger(dag_id, conf["job"], signature=signed(cwl, cwl_keys, dag_id, conf))["run_id"]
     run_tmp = f"/var/lib/airflow/cwl/tmp/{dag_id}/{run_id}"
     deadline = time.monotonic() + 120
     container = ""

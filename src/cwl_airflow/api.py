@@ -89,6 +89,14 @@ def _dag_state(dag_id: str) -> dict[str, Any]:
     return {"ready": bool(dag and dag.is_stale is False), "import_error": error}
 
 
+@app.get("/appliance", dependencies=[Depends(requires_access_dag("GET"))])
+def appliance() -> dict[str, Any]:
+    """What a client needs to sign triggers for this appliance."""
+    settings = Settings.load()
+    return {"signed_triggers": bool(settings.trigger_public_key), "audience": settings.signature_audience,
+            "jwt_algorithm": settings.jwt_algorithm, "max_signature_lifetime": settings.max_signature_lifetime}
+
+
 @app.get("/workflows", dependencies=[Depends(requires_access_dag("GET"))])
 def list_workflows() -> list[dict[str, Any]]:
     """Uploaded workflows and whether Airflow has parsed their DAGs."""
@@ -201,11 +209,15 @@ def trigger(dag_id: str, body: Trigger, user: GetUserDep) -> dict[str, Any]:
     if not workflow.exists():
         raise _fail(404, f"no workflow {dag_id!r}")
     conf = {"job": body.job}
+    run_id = body.run_id
     if settings.trigger_public_key:
         try:
-            verify_trigger(body.signature, body.run_id, conf, read_key(settings.trigger_public_key), settings.jwt_algorithm)
+            claims = verify_trigger(body.signature, dag_id, body.run_id, conf, read_key(settings.trigger_public_key),
+                                    settings.jwt_algorithm, settings.signature_audience,
+                                    settings.max_signature_lifetime)
         except SignatureError as err:
             raise _fail(403, str(err)) from None
+        run_id = run_id or f"signed__{claims['jti']}"  # a replay finds its run taken
     try:
         check_job(load_workflow(str(workflow), body.job), body.job, settings.inputs_folder)
     except CWLError as err:
@@ -213,10 +225,12 @@ def trigger(dag_id: str, body: Trigger, user: GetUserDep) -> dict[str, Any]:
     if not _dag_state(dag_id)["ready"]:
         raise _fail(409, f"the DAG of {dag_id!r} is not parsed yet; retry in a few seconds", retry=True)
     try:
-        run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.REST_API, run_id=body.run_id, conf=conf,
+        run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.REST_API, run_id=run_id, conf=conf,
                           triggering_user_name=user.get_name())
     except (DagRunAlreadyExists, IntegrityError):  # IntegrityError: the same run id triggered at the same time
-        raise _fail(409, f"run {body.run_id!r} of {dag_id!r} exists") from None
+        if settings.trigger_public_key:
+            raise _fail(403, f"this signature was used already (run {run_id!r} of {dag_id!r} exists)") from None
+        raise _fail(409, f"run {run_id!r} of {dag_id!r} exists") from None
     except DagNotFound:
         raise _fail(409, f"the DAG of {dag_id!r} is not parsed yet; retry in a few seconds", retry=True) from None
     return {"dag_id": dag_id, "run_id": run.run_id, "state": str(run.state)}

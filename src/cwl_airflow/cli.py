@@ -92,6 +92,10 @@ class Client:
         encoded = base64.b64encode(gzip.compress(content)).decode()
         return self._call("POST", "/cwl/workflows", {"dag_id": dag_id, "workflow_content": encoded})
 
+    def appliance(self) -> Any:
+        """What signing a trigger needs: audience, algorithm, longest lifetime."""
+        return self._call("GET", "/cwl/appliance")
+
     def workflow(self, dag_id: str) -> Any:
         return self._call("GET", f"/cwl/workflows/{quote(dag_id)}")
 
@@ -246,15 +250,19 @@ def _fetch_outputs(client: Client, dag_id: str, run: dict[str, Any], outdir: Pat
     return staging.relocate(outputs, run["outputs_folder"], outdir.as_uri())
 
 
-def _signature(conf: dict[str, Any]) -> str | None:
-    """A JWT over the trigger, when $CWL_AIRFLOW_SIGNING_KEY names a private key (PEM file)."""
+def _signature(client: Client, dag_id: str, conf: dict[str, Any]) -> str | None:
+    """A JWT over the trigger, when $CWL_AIRFLOW_SIGNING_KEY names a private key (PEM file).
+
+    Its audience is $CWL_AIRFLOW_AUDIENCE, or else the one the appliance names."""
     path = os.environ.get("CWL_AIRFLOW_SIGNING_KEY")
     if not path:
         return None
-    from cwl_airflow.signing import sign
+    from cwl_airflow.signing import sign_trigger
 
-    algorithm = os.environ.get("AIRFLOW__CWL__JWT_ALGORITHM", "RS256")
-    return sign({"run_id": None, "conf": conf}, read_key(path), algorithm, lifetime=300)
+    facts = client.appliance()
+    audience = os.environ.get("CWL_AIRFLOW_AUDIENCE") or facts["audience"]
+    return sign_trigger(dag_id, None, conf, audience, read_key(path), facts["jwt_algorithm"],
+                        lifetime=min(300, facts["max_signature_lifetime"]))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -274,7 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         client = _client(args)
         dag_id = submit(client, workflow, defaults, say)
         job = _send_files(client, {k: v for k, v in prepared.items() if k not in defaults})
-        signature = _signature({"job": job})
+        signature = _signature(client, dag_id, {"job": job})
         deadline = time.monotonic() + 60
         while True:
             try:

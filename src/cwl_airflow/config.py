@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 SECTION = "cwl"
+# signatures are checked with a public key: a shared-secret algorithm (HS256) would let anyone
+# who can read the verifying key sign
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA")
 
 
 def _airflow_home() -> Path:
@@ -38,6 +42,8 @@ class Settings:
     trigger_public_key: str  # PEM or a path: when set, triggers must carry a JWT signed by its private key
     report_private_key: str  # PEM or a path: when set, reports are sent as JWTs signed with it
     jwt_algorithm: str
+    signature_audience: str  # the `aud` that signed triggers must name: this appliance
+    max_signature_lifetime: int  # seconds a trigger's signature may be valid (exp - iat)
     stop_timeout: int  # seconds a stop request waits for the run's tasks to end
     max_upload_bytes: int  # largest input archive taken, and most it may unpack to
 
@@ -52,6 +58,9 @@ class Settings:
         def folder(key: str, name: str) -> Path:
             return Path(_opt(key, str(base / name))).expanduser()
 
+        algorithm = _opt("jwt_algorithm", "RS256")
+        if algorithm not in JWT_ALGORITHMS:
+            raise ValueError(f"[{SECTION}] jwt_algorithm {algorithm!r}: use one of {', '.join(JWT_ALGORITHMS)}")
         return cls(
             workflows_folder=folder("workflows_folder", "workflows"),
             inputs_folder=folder("inputs_folder", "inputs"),
@@ -63,7 +72,9 @@ class Settings:
             cwltool_options=_opt("cwltool_options", ""),
             trigger_public_key=_opt("trigger_public_key", ""),
             report_private_key=_opt("report_private_key", ""),
-            jwt_algorithm=_opt("jwt_algorithm", "RS256"),
+            jwt_algorithm=algorithm,
+            signature_audience=_opt("signature_audience", "") or socket.getfqdn(),
+            max_signature_lifetime=int(_opt("max_signature_lifetime", "600")),
             stop_timeout=int(_opt("stop_timeout", "120")),
             max_upload_bytes=int(_opt("max_upload_mib", "4096")) << 20,
         )

@@ -6,6 +6,10 @@ without Airflow imports, POSTs them in order to the `process_report` connection'
 <endpoint>/<route> and deletes each one the receiver accepted. While the receiver is down it
 retries the oldest report with exponential backoff, so none is lost or reordered; a report
 the receiver refuses (4xx) is moved to outbox/refused/ and logged.
+
+Signed reports are JWTs whose claims are the report plus `aud` (the URL it is posted to), `iat`,
+`exp` (REPORT_LIFETIME later) and `seq`, which grows by one with every report a receiver
+answered: a receiver refuses a replay by remembering the last `seq` it took.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from cwl_airflow.signing import sign
 log = logging.getLogger(__name__)
 ROUTES = ("progress", "status", "results")
 CONNECTION = "process_report"
+REPORT_LIFETIME = 300  # seconds; a report that waits longer is signed again when it is sent
 _sequence = 0
 
 
@@ -77,12 +82,28 @@ def _post(url: str, body: dict[str, Any], timeout: float) -> int:
         return err.code
 
 
+def _sequence_number(outbox: Path) -> int:
+    """The `seq` of the next report (kept in the outbox across restarts)."""
+    try:
+        return int((outbox / "sequence").read_text())
+    except (OSError, ValueError):
+        return 1
+
+
+def _save_sequence_number(outbox: Path, number: int) -> None:
+    tmp = outbox / ".sequence.tmp"
+    tmp.write_text(str(number))
+    tmp.replace(outbox / "sequence")
+
+
 def deliver_once(outbox: Path, private_key: str, algorithm: str, timeout: float = 10) -> bool:
     """Send the queued reports in order; False when one could not be delivered (retry later)."""
     for entry in sorted(outbox.glob("*.json")):
         report = json.loads(entry.read_text())
         data = report["data"]
-        body = {"payload": sign(data, private_key, algorithm)} if private_key else data
+        seq = _sequence_number(outbox)
+        claims = {**data, "aud": report["url"], "seq": seq}
+        body = {"payload": sign(claims, private_key, algorithm, REPORT_LIFETIME)} if private_key else data
         try:
             code = _post(report["url"], body, timeout)
         except (OSError, urllib.error.URLError) as err:
@@ -91,6 +112,7 @@ def deliver_once(outbox: Path, private_key: str, algorithm: str, timeout: float 
         if code >= 500 or code in (408, 429):
             log.warning("report %s not delivered to %s: HTTP %s", entry.name, report["url"], code)
             return False
+        _save_sequence_number(outbox, seq + 1)  # the receiver has seen this seq
         if code >= 400:
             log.error("report %s refused by %s: HTTP %s; moved to refused/", entry.name, report["url"], code)
             (outbox / "refused").mkdir(exist_ok=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import http.server
 import json
 import threading
-
+import time
 
 import jwt
 import pytest
@@ -13,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cwl_airflow import reports
-from cwl_airflow.signing import SignatureError, sign, verify_trigger
+from cwl_airflow.config import Settings
+from cwl_airflow.signing import SignatureError, sign_trigger, verify_trigger
 
 
 def key_pair() -> tuple[str, str]:
@@ -28,24 +32,79 @@ PRIVATE, PUBLIC = key_pair()
 CONF = {"job": {"name": "x"}}
 
 
+AUD = "appliance.example"
+LIFE = 600
+
+
+def trigger(claims_update=None, key=PRIVATE, algorithm="RS256", drop=(), **claims):
+    """A token like sign_trigger's for dag d, run r1, CONF, with claims changed or dropped."""
+    now = int(time.time())
+    body = {"dag_id": "d", "run_id": "r1", "conf": CONF, "aud": AUD, "iat": now, "exp": now + 60,
+            "jti": "0123456789abcdef", **claims}
+    return jwt.encode({k: v for k, v in body.items() if k not in drop}, key, algorithm=algorithm)
+
+
+def hs256_keyed_with_the_public_key() -> str:
+    """The classic key-confusion forgery (PyJWT will not make it, so it is made by hand)."""
+    def part(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    now = int(time.time())
+    claims = {"dag_id": "d", "run_id": "r1", "conf": CONF, "aud": AUD, "iat": now, "exp": now + 60, "jti": "x" * 16}
+    signed = part(b'{"alg":"HS256","typ":"JWT"}') + b"." + part(json.dumps(claims).encode())
+    return (signed + b"." + part(hmac.new(PUBLIC.encode(), signed, hashlib.sha256).digest())).decode()
+
+
+def verify(token, dag_id="d", run_id="r1"):
+    return verify_trigger(token, dag_id, run_id, CONF, PUBLIC, "RS256", AUD, LIFE)
+
+
 def test_a_signed_trigger_verifies():
-    verify_trigger(sign({"run_id": "r1", "conf": CONF}, PRIVATE, "RS256", 60), "r1", CONF, PUBLIC, "RS256")
-    verify_trigger(sign({"run_id": None, "conf": {"job": {"name": "x"}}}, PRIVATE, "RS256"), None, CONF, PUBLIC, "RS256")
+    assert verify(sign_trigger("d", "r1", CONF, AUD, PRIVATE, "RS256"))["dag_id"] == "d"
+    claims = verify(sign_trigger("d", None, {"job": {"name": "x"}}, AUD, PRIVATE, "RS256"), run_id=None)
+    assert claims["exp"] - claims["iat"] == 300 and len(claims["jti"]) == 32
+    assert verify(trigger()) and verify(trigger(iat=int(time.time()) + 10))  # a clock a little ahead
 
 
 @pytest.mark.parametrize(("token", "reason"), [
     (None, "accepts only signed triggers"),
     ("not-a-jwt", "invalid signature"),
-    (sign({"run_id": "r1", "conf": CONF}, key_pair()[0], "RS256"), "invalid signature"),  # forged
-    (sign({"run_id": "r1", "conf": CONF}, PRIVATE, "RS256", lifetime=-1), "expired"),
-    (sign({"run_id": "r2", "conf": CONF}, PRIVATE, "RS256"), "another run_id"),
-    (sign({"run_id": "r1", "conf": {"job": {"name": "y"}}}, PRIVATE, "RS256"), "another conf"),
-    (sign({"run_id": "r1"}, PRIVATE, "RS256"), "invalid signature"),  # no conf claim
-    (jwt.encode({"run_id": "r1", "conf": CONF}, "secret", algorithm="HS256"), "invalid signature"),
+    (trigger(key=key_pair()[0]), "invalid signature"),  # forged
+    (trigger(exp=int(time.time()) - 60), "expired"),
+    (trigger(run_id="r2"), "another run_id"),
+    (trigger(conf={"job": {"name": "y"}}), "another conf"),
+    (trigger(dag_id="other"), "another workflow"),  # a signature for workflow A does not start B
+    (trigger(aud="other.example"), "another appliance"),
+    (trigger(drop=("aud",)), "aud"),
+    (trigger(drop=("exp",)), "exp"),  # valid for ever: refused
+    (trigger(drop=("iat",)), "iat"),
+    (trigger(drop=("jti",)), "jti"),
+    (trigger(drop=("dag_id",)), "dag_id"),
+    (trigger(drop=("conf",)), "conf"),
+    (trigger(exp=int(time.time()) + LIFE + 60), "lifetime"),
+    (trigger(iat=int(time.time()) + 3600, exp=int(time.time()) + 3660), "not yet valid"),
+    (trigger(jti="a/b"), "jti must match"),
+    (jwt.encode({"dag_id": "d", "conf": CONF}, "a shared secret of 32 bytes or more", algorithm="HS256"),
+     "invalid signature"),
+    (hs256_keyed_with_the_public_key(), "invalid signature"),
+    (jwt.encode({"run_id": "r1", "conf": CONF}, None, algorithm="none"), "invalid signature"),
 ])
 def test_bad_triggers_are_refused_with_a_reason(token, reason):
     with pytest.raises(SignatureError, match=reason):
-        verify_trigger(token, "r1", CONF, PUBLIC, "RS256")
+        verify(token)
+
+
+def test_every_pyjwt_error_is_a_signature_error():
+    """A configured shared-secret algorithm is refused by the settings; should one reach the
+    check anyway, PyJWT's key errors are refusals, not crashes."""
+    with pytest.raises(SignatureError, match="invalid signature"):
+        verify_trigger(hs256_keyed_with_the_public_key(), "d", "r1", CONF, PUBLIC, "HS256", AUD, LIFE)
+
+
+def test_settings_refuse_a_shared_secret_algorithm(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CWL__JWT_ALGORITHM", "HS256")
+    with pytest.raises(ValueError, match="jwt_algorithm 'HS256'"):
+        Settings.load(use_airflow=False)
 
 
 def test_report_payloads():
@@ -87,8 +146,16 @@ def test_outbox_delivers_in_order_signed(receiver, tmp_path):
     reports.put(tmp_path, receiver, "results", reports.results("d", "r", {"o": 1}))
     assert reports.deliver_once(tmp_path, PRIVATE, "RS256")
     assert [p for p, _ in Receiver.received] == ["/reports/progress"] * 3 + ["/reports/results"]
-    decoded = [jwt.decode(body["payload"], PUBLIC, algorithms=["RS256"]) for _, body in Receiver.received]
+    decoded = [jwt.decode(body["payload"], PUBLIC, algorithms=["RS256"], audience=receiver + path,
+                          options={"require": ["exp", "iat", "seq"]}) for path, body in
+               ((p.removeprefix("/reports"), b) for p, b in Receiver.received)]
     assert [d.get("progress") for d in decoded] == [20, 40, 100, None]
+    assert [d["seq"] for d in decoded] == [1, 2, 3, 4]
+    assert all(d["exp"] - d["iat"] == reports.REPORT_LIFETIME for d in decoded)
+    reports.put(tmp_path, receiver, "progress", reports.progress("d", "r2", "running", 0))
+    assert reports.deliver_once(tmp_path, PRIVATE, "RS256")  # the sequence goes on, also after a restart
+    assert jwt.decode(Receiver.received[-1][1]["payload"], PUBLIC, algorithms=["RS256"],
+                      audience=receiver + "/progress")["seq"] == 5
     assert list(tmp_path.glob("*.json")) == []
 
 
