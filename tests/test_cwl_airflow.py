@@ -183,6 +183,41 @@ def test_bad_input_gets_a_4xx_with_the_reason_and_leaves_nothing(host, cwl, cwl_
     assert len(cwl.runs(dag_id)) == runs
 
 
+def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
+    """Uploads that would read the server's files or services, or exhaust its memory, are refused
+    quickly; no answer holds a secret, no DAG is made, the API stays healthy."""
+    secrets = [line.split("=", 1)[1].strip('"') for line in host.file("/etc/airflow/airflow.env").content_string
+               .splitlines() if "=" in line and any(k in line for k in ("PASSWORD", "KEY", "SECRET", "URL"))]
+    secrets = [s for s in secrets if len(s) >= 12]
+    assert secrets
+    tool = "cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: echo\ninputs: []\noutputs: []\n"
+    step = ("cwlVersion: v1.2\nclass: Workflow\ninputs: []\noutputs: []\n"
+            "steps:\n  s:\n    run: {run}\n    in: []\n    out: []\n")
+    hostile = {
+        "import": step.format(run="{$import: /etc/airflow/airflow.env}"),
+        "run": step.format(run="/etc/airflow/airflow.env"),
+        "include": tool + "doc: {$include: /etc/airflow/airflow.env}\n",
+        "ssrf": tool + "doc: {$include: 'http://127.0.0.1:8080/api/v2/version'}\n",
+        "aliases": "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)),
+    }
+    before = host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows")
+    for name, document in hostile.items():
+        started = time.monotonic()
+        with pytest.raises(APIError) as refused:
+            cwl.upload(f"test_hostile_{name}", document.encode())
+        assert refused.value.status == 400, (name, refused.value)
+        assert time.monotonic() - started < 5, name
+        assert not any(secret in str(refused.value.detail) for secret in secrets), name
+    bomb = base64.b64encode(gzip.compress(b"\0" * (256 << 20))).decode()  # 256 MiB in 340 KiB of base64
+    started = time.monotonic()
+    status = expect_error(lambda: cwl._call("POST", "/cwl/workflows", {"dag_id": "test_bomb", "workflow_content": bomb}),
+                          413)
+    assert "max_workflow_mib" in status and time.monotonic() - started < 5
+    assert host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows") == before
+    assert isinstance(cwl._call("GET", "/cwl/workflows"), list)  # healthy
+
+
 def test_triggers_need_a_valid_signature(cwl, cwl_keys):
     dag_id = upload(cwl, "three-step.cwl")
     other_dag = upload(cwl, "trivial.cwl")

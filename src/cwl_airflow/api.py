@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
-import gzip
-import hashlib
 import json
 import os
 import re
@@ -18,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import anyio
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow.configuration import conf as airflow_conf
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -44,17 +44,27 @@ app = FastAPI(
     version=__version__,
     description="Upload CWL workflows, run them with a job, follow and stop runs, fetch their outputs.",
 )
+ARCHIVE_ROUTE = "/inputs/archive"  # streams its body, with its own limit (max_upload_mib)
+
+
+@app.middleware("http")
+async def limit_request_bodies(request: Request, call_next: Any) -> Response:
+    """JSON bodies must declare their length, and stay within what an uploaded workflow may be."""
+    if request.method in ("POST", "PUT", "PATCH") and not request.url.path.endswith(ARCHIVE_ROUTE):
+        declared = request.headers.get("content-length", "0")  # neither header: no body
+        limit = Settings.load().max_request_bytes
+        if "transfer-encoding" in request.headers or not declared.isdigit():
+            return JSONResponse({"detail": {"reason": "send the body with a Content-Length"}}, status_code=411)
+        if int(declared) > limit:
+            return JSONResponse({"detail": {"reason": f"the request body exceeds {limit} bytes "
+                                                      "(max_workflow_mib)"}}, status_code=413)
+    return await call_next(request)
 
 
 class Upload(BaseModel):
     dag_id: str = Field(description="id of the workflow's DAG: letters, digits, _ . -")
     workflow_content: str = Field(description="the CWL document, gzip-compressed then base64-encoded (as upstream)")
     overwrite: bool = Field(False, description="replace a different workflow uploaded under the same dag_id")
-
-
-class InputFile(BaseModel):
-    name: str = Field(description="the file's name (basename)")
-    content: str = Field(description="the file's bytes, base64-encoded")
 
 
 class Trigger(BaseModel):
@@ -116,10 +126,15 @@ def get_workflow(dag_id: str) -> dict[str, Any]:
 def upload_workflow(upload: Upload) -> dict[str, Any]:
     """Validate a CWL document and create its DAG. The DAG can run once it is `ready`."""
     workflow, dag_file = _paths(upload.dag_id)
+    settings = Settings.load()
     try:
-        content = gzip.decompress(base64.b64decode(upload.workflow_content, validate=True))
-    except (binascii.Error, OSError, EOFError) as err:
+        content = _gunzip(base64.b64decode(upload.workflow_content, validate=True), settings.max_workflow_bytes)
+    except (binascii.Error, zlib.error) as err:
         raise _fail(400, f"workflow_content is not base64 of gzip data: {err}") from None
+    if content is None:
+        raise _fail(413, f"the workflow exceeds {settings.max_workflow_bytes} bytes (max_workflow_mib)")
+    if _has_yaml_aliases(content):
+        raise _fail(400, "YAML aliases (*name) are not accepted in an uploaded workflow: write the values out")
     if workflow.exists() and workflow.read_bytes() == content and dag_file.exists():
         return {"dag_id": upload.dag_id, "workflow": str(workflow), "created": False, **_dag_state(upload.dag_id)}
     if workflow.exists() and not upload.overwrite:
@@ -128,7 +143,7 @@ def upload_workflow(upload: Upload) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(dir=workflow.parent, prefix=f".{workflow.name}.", suffix=".tmp", delete=False) as staged:
         staged.write(content)
     try:
-        CWLWorkflow(staged.name)
+        CWLWorkflow(staged.name, confined_to=(settings.inputs_folder / "uploads",))
     except CWLError as err:
         os.unlink(staged.name)
         raise _fail(400, f"invalid CWL: {err.reason}", unsupported=err.unsupported) from None
@@ -137,6 +152,30 @@ def upload_workflow(upload: Upload) -> dict[str, Any]:
     dag_file.write_text(dag_file_text(upload.dag_id, workflow))
     _parse_now(dag_file)
     return {"dag_id": upload.dag_id, "workflow": str(workflow), "created": True, **_dag_state(upload.dag_id)}
+
+
+def _gunzip(data: bytes, limit: int) -> bytes | None:
+    """The gzip data decompressed, or None when it would exceed limit (never more is inflated)."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    content = inflater.decompress(data, limit + 1)
+    if len(content) > limit:
+        return None
+    if not inflater.eof:
+        raise zlib.error("incomplete gzip data")
+    return content
+
+
+def _has_yaml_aliases(content: bytes) -> bool:
+    """Whether the YAML text uses aliases, which let a few bytes expand to gigabytes (read
+    event by event: nothing is expanded)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.events import AliasEvent
+
+    try:
+        return any(isinstance(event, AliasEvent) for event in YAML(typ="safe", pure=True).parse(content))
+    except YAMLError:
+        return False  # the CWL loader says what is wrong with it
 
 
 def _parse_now(dag_file: Path) -> None:
@@ -152,27 +191,7 @@ def _parse_now(dag_file: Path) -> None:
         del sys.modules[module]  # DagBag imported the file as a module; this process needs it no more
 
 
-@app.post("/inputs", status_code=201, dependencies=[Depends(requires_access_dag("POST", access_entity="RUN"))])
-def upload_input(upload: InputFile) -> dict[str, Any]:
-    """Store an input file (once per content) in the inputs folder; use its location in a job."""
-    name = Path(upload.name).name
-    if not name or name in (".", ".."):
-        raise _fail(400, f"invalid file name {upload.name!r}")
-    try:
-        content = base64.b64decode(upload.content, validate=True)
-    except binascii.Error as err:
-        raise _fail(400, f"content is not base64: {err}") from None
-    folder = Settings.load().inputs_folder / "uploads" / hashlib.sha256(content).hexdigest()
-    path = folder / name
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        staged = folder / f".{name}.{os.getpid()}.tmp"
-        staged.write_bytes(content)
-        staged.replace(path)
-    return {"class": "File", "location": path.as_uri(), "size": len(content)}
-
-
-@app.post("/inputs/archive", status_code=201, dependencies=[Depends(requires_access_dag("POST", access_entity="RUN"))],
+@app.post(ARCHIVE_ROUTE, status_code=201, dependencies=[Depends(requires_access_dag("POST", access_entity="RUN"))],
           openapi_extra={"requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload_archive(request: Request) -> dict[str, Any]:
     """Store a tar.gz of input files and folders (once per content); their folder's location.

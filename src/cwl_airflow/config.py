@@ -46,6 +46,7 @@ class Settings:
     max_signature_lifetime: int  # seconds a trigger's signature may be valid (exp - iat)
     stop_timeout: int  # seconds a stop request waits for the run's tasks to end
     max_upload_bytes: int  # largest input archive taken, and most it may unpack to
+    max_workflow_bytes: int  # largest uploaded workflow document (decompressed)
 
     @classmethod
     def load(cls, use_airflow: bool = True) -> Settings:
@@ -77,7 +78,13 @@ class Settings:
             max_signature_lifetime=int(_opt("max_signature_lifetime", "600")),
             stop_timeout=int(_opt("stop_timeout", "120")),
             max_upload_bytes=int(_opt("max_upload_mib", "4096")) << 20,
+            max_workflow_bytes=int(_opt("max_workflow_mib", "16")) << 20,
         )
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Largest JSON request body: a workflow at no compression, base64-encoded, and a margin."""
+        return self.max_workflow_bytes * 4 // 3 + (1 << 20)
 
     def folders(self) -> list[Path]:
         return [self.workflows_folder, self.inputs_folder, self.outputs_folder, self.tmp_folder, self.reports_folder]

@@ -44,7 +44,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 from schema_salad.exceptions import ValidationException
-from schema_salad.ref_resolver import Loader, file_uri
+from schema_salad.fetcher import DefaultFetcher
+from schema_salad.ref_resolver import Loader, file_uri, uri_file_path
 
 log = logging.getLogger(__name__)
 CWL_REQUIREMENTS = ("cwl:requirements", "https://w3id.org/cwl/cwl#requirements")
@@ -114,14 +115,48 @@ def job_requirements(job: dict[str, Any]) -> list[dict[str, Any]]:
     return [req for key in CWL_REQUIREMENTS for req in job.get(key) or []]
 
 
+def _confined_fetcher(document: str, folders: tuple[Path, ...]) -> type[DefaultFetcher]:
+    """A fetcher that reads the document, files under `folders` and cwltool's cached schemas only.
+
+    No other file and no http(s): an uploaded document must not make the server read its files
+    or reach its network. What is refused looks missing, so that a refusal tells nothing about
+    the server's files."""
+    roots = [folder.resolve() for folder in folders]
+
+    def allowed(url: str) -> bool:
+        plain = urllib.parse.urldefrag(url)[0]
+        if plain == document:
+            return True
+        if not plain.startswith("file://"):
+            return False
+        path = Path(uri_file_path(plain)).resolve()
+        return any(path.is_relative_to(root) for root in roots)
+
+    class ConfinedFetcher(DefaultFetcher):
+        def fetch_text(self, url: str, content_types: list[str] | None = None) -> str:
+            if url not in self.cache and not allowed(url):
+                raise ValidationException(f"refused to read {url}: an uploaded document must be self-contained "
+                                          "(pack it: `cwltool --pack`; `cwl-airflow run` does)")
+            return super().fetch_text(url, content_types)
+
+        def check_exists(self, url: str) -> bool:
+            return (url in self.cache or allowed(url)) and super().check_exists(url)
+
+    return ConfinedFetcher
+
+
 class CWLWorkflow:
     """A loaded CWL document: its steps for the DAG, and what each task does."""
 
-    def __init__(self, path: str | Path, requirements: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, path: str | Path, requirements: list[dict[str, Any]] | None = None,
+                 confined_to: tuple[Path, ...] | None = None) -> None:
+        """`confined_to`: read nothing but the document and files under these folders (an upload)."""
         self.path = Path(str(path).split("#", 1)[0]).resolve()
         uri = file_uri(str(self.path)) + ("#" + str(path).split("#", 1)[1] if "#" in str(path) else "")
         try:
             context = LoadingContext({"construct_tool_object": default_make_tool, "do_update": True})
+            if confined_to is not None:
+                context.fetcher_constructor = _confined_fetcher(file_uri(str(self.path)), confined_to)
             context, document, uri = fetch_document(uri, context)
             self.loading_context, uri = resolve_and_validate_document(context, document, uri)
             if requirements:
