@@ -100,6 +100,7 @@ def testbed(settings: Settings, pytestconfig: pytest.Config, cwl_keys: CWLKeys):
             "docker_images_load": [{"name": BUSYBOX_TAG, "archive": str(busybox_archive(settings))}],
             "airflow_config": {"AIRFLOW__SCHEDULER__PARSING_CLEANUP_INTERVAL": CLEANUP_INTERVAL},
             "airflow_new_secrets_at_first_boot": True,  # as the box has it
+            "rabbitmq_new_cookie_at_first_boot": True,
             # a step with coresMin 2 goes to "big"; this host serves both queues
             "cwl_airflow_queues": {"default": {"cpus": 1, "ram": 2048}, "big": {"cpus": 2, "ram": 4096}},
             "airflow_worker_queues": ["default", "big"],

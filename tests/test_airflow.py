@@ -25,6 +25,18 @@ def test_daemon_enabled_and_running_as_airflow(host, daemon):
     assert host.check_output("ps -o user= -p %s", pid) == "airflow"
 
 
+def test_only_the_worker_is_in_group_docker(host):
+    """The docker socket is root: the API server, scheduler, DAG processor (and every other
+    process of user airflow) must not reach it; the worker runs cwltool's containers."""
+    docker = host.check_output("getent group docker").split(":")[2]
+    assert "docker" not in host.check_output("id -nG airflow").split()
+    for daemon in AIRFLOW_DAEMONS:
+        pid = host.check_output("systemctl show -P MainPID airflow-%s", daemon)
+        groups = host.check_output("grep ^Groups: /proc/%s/status", pid).split()[1:]
+        assert (docker in groups) == (daemon == "worker"), daemon
+    assert host.run("sudo -u airflow docker ps").rc != 0
+
+
 def test_units_verify_clean(host):
     for daemon in AIRFLOW_DAEMONS:
         check = host.run("systemd-analyze verify /etc/systemd/system/airflow-%s.service", daemon)
@@ -36,6 +48,26 @@ def test_health_endpoints(host, airflow):
     assert {part: health[part]["status"] for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")} \
         == dict.fromkeys(("metadatabase", "scheduler", "triggerer", "dag_processor"), "healthy")
     assert host.run("python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:8974/health')\"").rc == 0
+
+
+def test_flower_needs_its_login(host):
+    """Flower shows every task with its arguments (execution-API tokens included)."""
+    login = next(line.split("=", 1)[1].strip('"') for line in host.file("/etc/airflow/airflow.env")
+                 .content_string.splitlines() if line.startswith("AIRFLOW__CELERY__FLOWER_BASIC_AUTH="))
+    user, password = login.split(":")
+    assert len(password) >= 18
+
+    def status(credentials: str) -> str:
+        script = ("import base64, sys, urllib.error, urllib.request as u\n"
+                  "r = u.Request('http://127.0.0.1:5555/api/workers')\n"
+                  "if sys.argv[1]: r.add_header('Authorization', 'Basic ' + base64.b64encode(sys.argv[1].encode()).decode())\n"
+                  "try: print(u.urlopen(r, timeout=30).status)\n"
+                  "except urllib.error.HTTPError as e: print(e.code)\n")
+        return host.check_output("python3 -c %s %s", script, credentials)
+
+    assert status("") == "401"
+    assert status(f"{user}:wrong-password") == "401"
+    assert status(login) == "200"
 
 
 def test_ui_api_and_flower_on_loopback_only(host, peer):
@@ -178,7 +210,7 @@ def test_new_secrets_replace_every_secret(host, testbed, airflow, smoke_dag, cre
         changed = {name for name in old_env if new_env[name] != old_env[name]}
         assert changed == {"AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
                            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND",
-                           "AIRFLOW__CELERY__BROKER_URL"}
+                           "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH"}
         assert host.file("/etc/airflow/airflow.env").mode == 0o640
         assert host.run("mysql -u airflow -p%s -h 127.0.0.1 -e 'SELECT 1'", old["mysql-airflow"]).rc != 0
         assert host.run("rabbitmqctl authenticate_user airflow %s", old["rabbitmq-airflow"]).rc != 0

@@ -218,6 +218,26 @@ def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
     assert isinstance(cwl._call("GET", "/cwl/workflows"), list)  # healthy
 
 
+def test_a_job_cannot_name_the_workers_files(host, cwl, cwl_keys):
+    """An input at /etc/airflow/airflow.env (or a link to it from the inputs folder) is refused
+    before anything runs: a tool that prints its input would print Airflow's secrets."""
+    dag_id = "test_cat"
+    cwl.upload(dag_id, b"cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: cat\n"
+                       b"inputs: {f: {type: File, inputBinding: {}}}\noutputs: {out: stdout}\n")
+    host.run_expect([0], "ln -sfn /etc/airflow/airflow.env /var/lib/airflow/cwl/inputs/env-link")
+    try:
+        runs = len(cwl.runs(dag_id))
+        for location in ("file:///etc/airflow/airflow.env", "/etc/airflow/airflow.env", "env-link",
+                         "../../../../etc/airflow/airflow.env"):
+            job = {"f": {"class": "File", "location": location}}
+            reason = expect_error(lambda: cwl.trigger(dag_id, job, signature=signed(cwl, cwl_keys, dag_id,
+                                                                                    {"job": job})), 400)
+            assert "outside the inputs folder" in reason, (location, reason)
+        assert len(cwl.runs(dag_id)) == runs
+    finally:
+        host.run("rm -f /var/lib/airflow/cwl/inputs/env-link")
+
+
 def test_triggers_need_a_valid_signature(cwl, cwl_keys):
     dag_id = upload(cwl, "three-step.cwl")
     other_dag = upload(cwl, "trivial.cwl")

@@ -52,3 +52,20 @@ def test_management_plugin_answers(host):
 
 def test_consumer_timeout_raised(host):
     assert host.check_output("rabbitmqctl eval 'application:get_env(rabbit, consumer_timeout).'") == "{ok,604800000}"
+
+
+@pytest.mark.disruptive
+def test_a_first_boot_gives_a_new_erlang_cookie(host, airflow, smoke_dag):
+    """What every box does at its first boot (rabbitmq-new-cookie.service), here by hand."""
+    unit = host.file("/etc/systemd/system/rabbitmq-new-cookie.service").content_string
+    assert "ConditionFirstBoot=yes" in unit and "Before=rabbitmq-server.service" in unit
+    assert host.service("rabbitmq-new-cookie").is_enabled
+    old = host.check_output("cat /var/lib/rabbitmq/.erlang.cookie")
+    host.run_expect([0], "systemctl stop rabbitmq-server && /usr/local/sbin/rabbitmq-new-cookie "
+                         "&& systemctl start rabbitmq-server")
+    new = host.check_output("cat /var/lib/rabbitmq/.erlang.cookie")
+    assert new != old and len(new) == 32 and new.isalpha()
+    cookie = host.file("/var/lib/rabbitmq/.erlang.cookie")
+    assert (cookie.user, cookie.group, cookie.mode) == ("rabbitmq", "rabbitmq", 0o400)
+    host.run_expect([0], "rabbitmqctl -q status")  # the CLI uses the node's new cookie
+    assert airflow.run(smoke_dag, timeout=240)[1] == "success"  # the broker works for Celery

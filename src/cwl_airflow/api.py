@@ -238,7 +238,7 @@ def trigger(dag_id: str, body: Trigger, user: GetUserDep) -> dict[str, Any]:
             raise _fail(403, str(err)) from None
         run_id = run_id or f"signed__{claims['jti']}"  # a replay finds its run taken
     try:
-        check_job(load_workflow(str(workflow), body.job), body.job, settings.inputs_folder)
+        check_job(load_workflow(str(workflow), body.job), body.job, settings)
     except CWLError as err:
         raise _fail(400, err.reason) from None
     if not _dag_state(dag_id)["ready"]:

@@ -33,6 +33,8 @@ class Settings:
 
     workflows_folder: Path  # uploaded workflows (the DAG files point here)
     inputs_folder: Path  # relative input paths of a job are resolved against it
+    data_roots: tuple[Path, ...]  # more folders whose files a job may name (read-only data of the lab)
+    http_inputs: bool  # whether a job may name http(s) inputs (the workers fetch them)
     outputs_folder: Path  # <outputs>/<dag_id>/<run_id>/ holds a run's results
     tmp_folder: Path  # <tmp>/<dag_id>/<run_id>/ holds a run's intermediate files (shared by workers)
     reports_folder: Path  # reports waiting for delivery
@@ -65,6 +67,8 @@ class Settings:
         return cls(
             workflows_folder=folder("workflows_folder", "workflows"),
             inputs_folder=folder("inputs_folder", "inputs"),
+            data_roots=tuple(Path(p).expanduser() for p in _opt("data_roots", "").split(os.pathsep) if p),
+            http_inputs=_opt("http_inputs", "false").lower() in ("1", "true", "yes"),
             outputs_folder=folder("outputs_folder", "outputs"),
             tmp_folder=folder("tmp_folder", "tmp"),
             reports_folder=folder("reports_folder", "reports"),

@@ -124,3 +124,31 @@ def test_yaml_aliases_are_found_without_expanding_them():
     assert time.monotonic() - started < 1
     assert not _has_yaml_aliases(b"a: &anchor 1\nb: 'not *an alias'\n")
     assert not _has_yaml_aliases(b"{unbalanced")  # left to the CWL loader to explain
+
+
+def test_a_job_may_name_files_under_the_inputs_folder_and_data_roots_only(tmp_path, monkeypatch):
+    from cwl_airflow.config import Settings
+    from cwl_airflow.extensions.operators import check_job
+
+    inputs, data, etc = tmp_path / "inputs", tmp_path / "data", tmp_path / "etc"
+    for folder in (inputs, data, etc):
+        folder.mkdir()
+        (folder / "f.txt").write_text(f"{folder.name}\n")
+    (inputs / "link.txt").symlink_to(etc / "f.txt")
+    (tmp_path / "cat.cwl").write_text("cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: cat\n"
+                                      "inputs: {f: {type: File, inputBinding: {}}}\noutputs: []\n")
+    monkeypatch.setenv("AIRFLOW__CWL__INPUTS_FOLDER", str(inputs))
+    monkeypatch.setenv("AIRFLOW__CWL__DATA_ROOTS", str(data))
+    settings = Settings.load(use_airflow=False)
+    wf = CWLWorkflow(tmp_path / "cat.cwl")
+
+    def job(location):
+        return {"f": {"class": "File", "location": location}}
+
+    assert check_job(wf, job("f.txt"), settings)["f"]["location"] == (inputs / "f.txt").as_uri()
+    check_job(wf, job((data / "f.txt").as_uri()), settings)
+    for outside in ((etc / "f.txt").as_uri(), "link.txt", "../etc/f.txt", "https://example.org/f.txt"):
+        with pytest.raises(CWLError, match="outside the inputs folder"):
+            check_job(wf, job(outside), settings)
+    with pytest.raises(CWLError, match="not found"):
+        check_job(wf, job("missing.txt"), settings)

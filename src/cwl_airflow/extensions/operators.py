@@ -88,7 +88,7 @@ class CWLJobDispatcher(_CWLOperator):
         job = conf.get("job")
         if not isinstance(job, dict):
             raise CWLError('the run\'s conf must be {"job": {...}} with the workflow\'s inputs')
-        job = check_job(load_workflow(self.workflow, job), job, settings.inputs_folder)
+        job = check_job(load_workflow(self.workflow, job), job, settings)
         self._run_tmp(context).mkdir(parents=True, exist_ok=True)
         return encode(job)
 
@@ -148,11 +148,28 @@ class CWLJobGatherer(_CWLOperator):
         return encode(outputs)
 
 
-def check_job(wf: CWLWorkflow, job: dict[str, Any], inputs_folder: Path) -> dict[str, Any]:
-    """The job prepared for a run; CWLError when it is invalid or names missing files."""
-    job = wf.prepare_job(job, inputs_folder)
-    locations = [f.get("location", "") for f in files_in(job)]
-    missing = [loc for loc in locations if loc.startswith("file://") and not Path(uri_file_path(loc)).exists()]
+def check_job(wf: CWLWorkflow, job: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The job prepared for a run; CWLError when it is invalid or names files it may not use.
+
+    A job may name files (after links are followed) under the inputs folder and the
+    operator's data roots only, and http(s) inputs only where the operator allows them: a
+    trigger must not make a tool read the workers' own files (Airflow's secrets)."""
+    job = wf.prepare_job(job, settings.inputs_folder)
+    roots = [folder.resolve() for folder in (settings.inputs_folder, *settings.data_roots)]
+    refused, missing = [], []
+    for item in files_in(job):
+        location = item.get("location", "")
+        if location.startswith("file://"):
+            path = Path(uri_file_path(location))
+            if not any(path.resolve().is_relative_to(root) for root in roots):
+                refused.append(location)
+            elif not path.exists():
+                missing.append(location)
+        elif location.startswith(("http://", "https://")) and not settings.http_inputs:
+            refused.append(location)
+    if refused:
+        raise CWLError("inputs outside the inputs folder and the data roots (data_roots, http_inputs): "
+                       + ", ".join(sorted(set(refused))))
     if missing:
         raise CWLError("input files not found: " + ", ".join(missing))
     return job
