@@ -188,7 +188,9 @@ def _yaml(document: Any) -> bytes:
     from ruamel.yaml import YAML
 
     text = io.StringIO()
-    YAML().dump(document, text)
+    yaml = YAML()
+    yaml.representer.ignore_aliases = lambda data: True  # the appliance takes no aliases: objects written out
+    yaml.dump(document, text)
     return text.getvalue().encode()
 
 

@@ -152,3 +152,11 @@ def test_a_job_may_name_files_under_the_inputs_folder_and_data_roots_only(tmp_pa
             check_job(wf, job(outside), settings)
     with pytest.raises(CWLError, match="not found"):
         check_job(wf, job("missing.txt"), settings)
+
+
+def test_the_client_writes_shared_objects_out_not_as_aliases():
+    from cwl_airflow.api import _has_yaml_aliases
+    from cwl_airflow.cli import _yaml
+
+    shared = {"edam": "http://edamontology.org/"}
+    assert not _has_yaml_aliases(_yaml({"$namespaces": shared, "steps": [{"$namespaces": shared}]}))
