@@ -186,10 +186,12 @@ def test_bad_input_gets_a_4xx_with_the_reason_and_leaves_nothing(host, cwl, cwl_
 def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
     """Uploads that would read the server's files or services, or exhaust its memory, are refused
     quickly; no answer holds a secret, no DAG is made, the API stays healthy."""
-    secrets = [line.split("=", 1)[1].strip('"') for line in host.file("/etc/airflow/airflow.env").content_string
-               .splitlines() if "=" in line and any(k in line for k in ("PASSWORD", "KEY", "SECRET", "URL"))]
-    secrets = [s for s in secrets if len(s) >= 12]
-    assert secrets
+    env = dict(line.split("=", 1) for line in host.file("/etc/airflow/airflow.env").content_string.splitlines()
+               if "=" in line and not line.startswith("#"))
+    values = {name: value.strip('"') for name, value in env.items()}
+    secrets = [v for n, v in values.items() if n.endswith(("_KEY", "_SECRET", "BASIC_AUTH"))]
+    secrets += [urllib.parse.urlsplit(v).password for v in values.values() if "@" in v]  # database, broker
+    assert len(secrets) >= 5 and all(len(s) >= 12 for s in secrets)
     tool = "cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: echo\ninputs: []\noutputs: []\n"
     step = ("cwlVersion: v1.2\nclass: Workflow\ninputs: []\noutputs: []\n"
             "steps:\n  s:\n    run: {run}\n    in: []\n    out: []\n")
@@ -321,7 +323,8 @@ def test_reports_are_held_while_the_receiver_is_down(host, cwl, cwl_keys, receiv
         time.sleep(1)
     delivered = receiver.reports(result["run_id"])
     assert delivered[-1]["path"] == "/reports/results" or any(r["path"] == "/reports/results" for r in delivered)
-    progress = [jwt.decode(r["body"]["payload"], cwl_keys.report_public, algorithms=["RS256"])["progress"]
+    progress = [jwt.decode(r["body"]["payload"], cwl_keys.report_public, algorithms=["RS256"],
+                           audience=f"http://127.0.0.1:{REPORT_PORT}{r['path']}")["progress"]
                 for r in delivered if r["path"] == "/reports/progress"]
     assert progress == sorted(progress) and progress[-1] == 100  # in order
 

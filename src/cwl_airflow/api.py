@@ -10,6 +10,7 @@ import base64
 import binascii
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -176,6 +177,17 @@ def _has_yaml_aliases(content: bytes) -> bool:
         return any(isinstance(event, AliasEvent) for event in YAML(typ="safe", pure=True).parse(content))
     except YAMLError:
         return False  # the CWL loader says what is wrong with it
+
+
+class _InRequestThread(logging.Filter):
+    """DagBag's importer sets a SIGSEGV handler, which only a main thread may; in a request
+    thread it logs a warning on every upload, which says nothing here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGSEGV signal handler registration failed" not in record.getMessage()
+
+
+logging.getLogger("airflow.dag_processing.importers.python_importer").addFilter(_InRequestThread())
 
 
 def _parse_now(dag_file: Path) -> None:
