@@ -261,8 +261,10 @@ outputs fetched) against plain `cwltool` on the same host. Seconds, median of {C
 |---|---|---|---|---|---|
 {rows}
 
-What makes it fast: Celery workers import cwltool and load the CWL schemas once, before they
-fork task processes (`cwl_airflow.celery_config`), and the scheduler sleeps 0.1 s instead of
+What makes it fast: Celery workers and the DAG processor import cwltool and load the CWL
+schemas once, before they fork task or parsing processes (`cwl_airflow.preload`); an upload
+stores its DAG itself; task supervisors look at their task every second
+(`airflow_worker_min_heartbeat_interval`); and the scheduler sleeps 0.1 s instead of
 1 s after an idle loop (`airflow_scheduler_idle_sleep_time`); the cost of the latter: the idle
 scheduler uses {idle_cpu:.1f} % of one core.
 
