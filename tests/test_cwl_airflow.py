@@ -183,6 +183,23 @@ def test_bad_input_gets_a_4xx_with_the_reason_and_leaves_nothing(host, cwl, cwl_
     assert len(cwl.runs(dag_id)) == runs
 
 
+def test_only_the_uploaders_may_upload(host, cwl, airflow):
+    """Role USER may edit DAGs under the simple auth manager; a workflow is code for the workers,
+    so uploading one also needs a name in uploaders (here the admin's only). The USER's token is
+    made as the API server makes them (its claims, signed with its JWT secret)."""
+    admin = airflow.token()
+    secret = next(line.split("=", 1)[1].strip('"') for line in host.file("/etc/airflow/airflow.env")
+                  .content_string.splitlines() if line.startswith("AIRFLOW__API_AUTH__JWT_SECRET="))
+    claims = {**jwt.decode(admin, options={"verify_signature": False}), "sub": "alice", "role": "user",
+              "jti": uuid.uuid4().hex}
+    alice = Client(airflow.url, jwt.encode(claims, secret, algorithm=jwt.get_unverified_header(admin)["alg"]))
+    assert isinstance(alice._call("GET", "/cwl/workflows"), list)  # a valid token, with DAG rights
+    before = host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows")
+    reason = expect_error(lambda: alice.upload("test_by_alice", (CWL / "trivial.cwl").read_bytes()), 403)
+    assert "uploaders" in reason
+    assert host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows") == before
+
+
 def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
     """Uploads that would read the server's files or services, or exhaust its memory, are refused
     quickly; no answer holds a secret, no DAG is made, the API stays healthy."""

@@ -124,10 +124,16 @@ def get_workflow(dag_id: str) -> dict[str, Any]:
 
 
 @app.post("/workflows", status_code=201, dependencies=[Depends(requires_access_dag("PUT"))])
-def upload_workflow(upload: Upload) -> dict[str, Any]:
-    """Validate a CWL document and create its DAG. The DAG can run once it is `ready`."""
+def upload_workflow(upload: Upload, user: GetUserDep) -> dict[str, Any]:
+    """Validate a CWL document and create its DAG. The DAG can run once it is `ready`.
+
+    A workflow is code that will run on the workers: uploading needs DAG edit rights and a
+    name in `uploaders`."""
     workflow, dag_file = _paths(upload.dag_id)
     settings = Settings.load()
+    if "*" not in settings.uploaders and user.get_name() not in settings.uploaders:
+        raise _fail(403, f"user {user.get_name()!r} may not upload workflows: uploading is for the users "
+                         "named in [cwl] uploaders")
     try:
         content = _gunzip(base64.b64decode(upload.workflow_content, validate=True), settings.max_workflow_bytes)
     except (binascii.Error, zlib.error) as err:

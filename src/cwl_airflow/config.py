@@ -49,6 +49,7 @@ class Settings:
     stop_timeout: int  # seconds a stop request waits for the run's tasks to end
     max_upload_bytes: int  # largest input archive taken, and most it may unpack to
     max_workflow_bytes: int  # largest uploaded workflow document (decompressed)
+    uploaders: tuple[str, ...]  # users who may upload workflows ("*": all with DAG edit rights)
 
     @classmethod
     def load(cls, use_airflow: bool = True) -> Settings:
@@ -83,6 +84,7 @@ class Settings:
             stop_timeout=int(_opt("stop_timeout", "120")),
             max_upload_bytes=int(_opt("max_upload_mib", "4096")) << 20,
             max_workflow_bytes=int(_opt("max_workflow_mib", "16")) << 20,
+            uploaders=tuple(name.strip() for name in _opt("uploaders", "").split(",") if name.strip()),
         )
 
     @property
