@@ -98,10 +98,10 @@ def _save_sequence_number(outbox: Path, number: int) -> None:
 
 def deliver_once(outbox: Path, private_key: str, algorithm: str, timeout: float = 10) -> bool:
     """Send the queued reports in order; False when one could not be delivered (retry later)."""
+    seq = _sequence_number(outbox)
     for entry in sorted(outbox.glob("*.json")):
         report = json.loads(entry.read_text())
         data = report["data"]
-        seq = _sequence_number(outbox)
         claims = {**data, "aud": report["url"], "seq": seq}
         body = {"payload": sign(claims, private_key, algorithm, REPORT_LIFETIME)} if private_key else data
         try:
@@ -112,7 +112,8 @@ def deliver_once(outbox: Path, private_key: str, algorithm: str, timeout: float 
         if code >= 500 or code in (408, 429):
             log.warning("report %s not delivered to %s: HTTP %s", entry.name, report["url"], code)
             return False
-        _save_sequence_number(outbox, seq + 1)  # the receiver has seen this seq
+        seq += 1  # the receiver has seen this seq
+        _save_sequence_number(outbox, seq)
         if code >= 400:
             log.error("report %s refused by %s: HTTP %s; moved to refused/", entry.name, report["url"], code)
             (outbox / "refused").mkdir(exist_ok=True)

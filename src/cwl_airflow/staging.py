@@ -41,6 +41,16 @@ def files_in(value: Any) -> Iterator[dict[str, Any]]:
             yield from files_in(item)
 
 
+def file_under(location: str, folders: Iterable[Path]) -> bool:
+    """Whether a file:// location, links followed, lies in one of these folders."""
+    from schema_salad.ref_resolver import uri_file_path
+
+    if not location.startswith("file://"):
+        return False
+    path = Path(uri_file_path(location)).resolve()
+    return any(path.is_relative_to(folder.resolve()) for folder in folders)
+
+
 class ArchiveError(ValueError):
     """An archive that is not one the appliance takes (the reason says why)."""
 

@@ -45,7 +45,9 @@ from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 from schema_salad.exceptions import ValidationException
 from schema_salad.fetcher import DefaultFetcher
-from schema_salad.ref_resolver import Loader, file_uri, uri_file_path
+from schema_salad.ref_resolver import Loader, file_uri
+
+from cwl_airflow.staging import file_under
 
 log = logging.getLogger(__name__)
 CWL_REQUIREMENTS = ("cwl:requirements", "https://w3id.org/cwl/cwl#requirements")
@@ -121,16 +123,9 @@ def _confined_fetcher(document: str, folders: tuple[Path, ...]) -> type[DefaultF
     No other file and no http(s): an uploaded document must not make the server read its files
     or reach its network. What is refused looks missing, so that a refusal tells nothing about
     the server's files."""
-    roots = [folder.resolve() for folder in folders]
-
     def allowed(url: str) -> bool:
         plain = urllib.parse.urldefrag(url)[0]
-        if plain == document:
-            return True
-        if not plain.startswith("file://"):
-            return False
-        path = Path(uri_file_path(plain)).resolve()
-        return any(path.is_relative_to(root) for root in roots)
+        return plain == document or file_under(plain, folders)
 
     class ConfinedFetcher(DefaultFetcher):
         def fetch_text(self, url: str, content_types: list[str] | None = None) -> str:

@@ -25,7 +25,7 @@ from cwltool.context import RuntimeContext
 from schema_salad.ref_resolver import uri_file_path
 
 from cwl_airflow.config import Settings
-from cwl_airflow.staging import files_in
+from cwl_airflow.staging import file_under, files_in
 from cwl_airflow.workflow import CWLError, CWLWorkflow, decode, encode, job_requirements
 
 DISPATCHER = "CWLJobDispatcher"
@@ -155,15 +155,14 @@ def check_job(wf: CWLWorkflow, job: dict[str, Any], settings: Settings) -> dict[
     operator's data roots only, and http(s) inputs only where the operator allows them: a
     trigger must not make a tool read the workers' own files (Airflow's secrets)."""
     job = wf.prepare_job(job, settings.inputs_folder)
-    roots = [folder.resolve() for folder in (settings.inputs_folder, *settings.data_roots)]
+    roots = (settings.inputs_folder, *settings.data_roots)
     refused, missing = [], []
     for item in files_in(job):
         location = item.get("location", "")
         if location.startswith("file://"):
-            path = Path(uri_file_path(location))
-            if not any(path.resolve().is_relative_to(root) for root in roots):
+            if not file_under(location, roots):
                 refused.append(location)
-            elif not path.exists():
+            elif not Path(uri_file_path(location)).exists():
                 missing.append(location)
         elif location.startswith(("http://", "https://")) and not settings.http_inputs:
             refused.append(location)
