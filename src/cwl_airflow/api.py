@@ -16,6 +16,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -196,17 +197,30 @@ class _InRequestThread(logging.Filter):
 logging.getLogger("airflow.dag_processing.importers.python_importer").addFilter(_InRequestThread())
 
 
+# Airflow's DagContext (the module being imported, the DAGs it registered) is one per process: two
+# uploads parsed at once in two request threads took each other's DAGs or failed (KeyError)
+_PARSING = threading.Lock()
+
+
+def _parsed(dag_file: Path):
+    """The DagBag of one DAG file, parsed as the DAG processor does; one parse at a time."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    with _PARSING:
+        bag = DagBag(dag_folder=dag_file, bundle_path=dag_file.parent, bundle_name=BUNDLE)
+        for module in [name for name, m in list(sys.modules.items()) if getattr(m, "__file__", None) == str(dag_file)]:
+            del sys.modules[module]  # DagBag imported the file as a module; this process needs it no more
+    return bag
+
+
 def _parse_now(dag_file: Path) -> None:
     """Parse the new DAG file here and store its DAG (or its import error) as the DAG processor does.
 
     The DAG can run as soon as the upload returns, not after the DAG processor's next loop
     (about 1.3 s later, measured); the DAG processor parses the file again in its own time."""
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.dag_processing.dagbag import sync_bag_to_db
 
-    bag = DagBag(dag_folder=dag_file, bundle_path=dag_file.parent, bundle_name=BUNDLE)
-    sync_bag_to_db(bag, BUNDLE, bundle_version=None)
-    for module in [name for name, m in sys.modules.items() if getattr(m, "__file__", None) == str(dag_file)]:
-        del sys.modules[module]  # DagBag imported the file as a module; this process needs it no more
+    sync_bag_to_db(_parsed(dag_file), BUNDLE, bundle_version=None)
 
 
 @app.post(ARCHIVE_ROUTE, status_code=201, dependencies=[Depends(requires_access_dag("POST", access_entity="RUN"))],

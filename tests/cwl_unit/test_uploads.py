@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import sys
 import threading
 import time
 import zlib
@@ -160,3 +161,29 @@ def test_the_client_writes_shared_objects_out_not_as_aliases():
 
     shared = {"edam": "http://edamontology.org/"}
     assert not _has_yaml_aliases(_yaml({"$namespaces": shared, "steps": [{"$namespaces": shared}]}))
+
+
+def test_uploads_parsed_at_once_each_get_their_dag(tmp_path):
+    """The API server parses each upload in a request thread; Airflow's DAG context (the module
+    being imported, the DAGs it registered) is one per process: two parses at once must still give
+    each file its own DAG and no import error. Threads switch as often as they can, so that the
+    parses interleave at every step."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cwl_airflow.api import _parsed
+    from cwl_airflow.extensions.cwldag import dag_file_text
+
+    dag_files = []
+    for n in range(40):
+        (tmp_path / f"tool_{n}.cwl").write_text(TOOL + f"doc: tool {n}\n")
+        dag_files.append(tmp_path / f"cwl_tool_{n}.py")
+        dag_files[-1].write_text(dag_file_text(f"tool_{n}", tmp_path / f"tool_{n}.cwl"))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            bags = list(pool.map(_parsed, dag_files))
+    finally:
+        sys.setswitchinterval(interval)
+    assert {path.name: bag.import_errors for path, bag in zip(dag_files, bags) if bag.import_errors} == {}
+    assert [sorted(bag.dags) for bag in bags] == [[f"tool_{n}"] for n in range(40)]
