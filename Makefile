@@ -10,7 +10,7 @@ TESTHOSTS := $(PYTHON) -m testhosts
 # the cwl_airflow package's unit tests need Airflow and cwltool: their own venv (make deps)
 CWL_UNIT := $(VENV)-cwl/bin/python -m pytest tests/cwl_unit --confcutdir=tests/cwl_unit -p no:cacheprovider
 
-.PHONY: help deps wheel test unit lint host host-down bench bench-box lock base-image box box-test conformance
+.PHONY: help deps wheel test unit lint host host-down bench bench-box lock base-image box box-test conformance portable-python
 
 # The box (packer/): BOX_OS names a packer/*.pkrvars.hcl; BOX_ACCEL=tcg where KVM does not work.
 BOX_OS ?= debian-12
@@ -61,6 +61,9 @@ host-down: deps ## remove the host of `make host`
 
 bench: deps wheel ## measure provisioning, Airflow and cwl-airflow figures into docs/benchmarks.md (BENCH_ARGS=--airflow-only|--cwl-only)
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS) docs/benchmarks.md
+
+portable-python: deps ## the portable bundle's CPython, built in Debian 11 (minutes once; then from the cache by the hash of its inputs)
+	$(PYTHON) scripts/portable-python.py
 
 base-image: deps $(BASE_IMAGE) ## build the Debian 12 base image of the box (debootstrap; no download of a cloud image)
 

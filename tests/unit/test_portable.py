@@ -1,0 +1,48 @@
+"""The bundle's shared parts that need no host: relocatable console scripts and the gates."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from portable import entrypoints, gates
+
+SCRIPT = f"#!{sys.executable}\nimport sys\nprint(sys.argv[1:], sys.flags.no_user_site)\n"
+
+
+def test_scripts_run_through_symlinks_at_paths_with_spaces_after_a_move(tmp_path):
+    bin_dir = tmp_path / "a bundle" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python3").symlink_to(sys.executable)
+    (bin_dir / "tool").write_text(SCRIPT)
+    (bin_dir / "tool").chmod(0o755)
+    (bin_dir / "data.txt").write_text("not a script\n")
+    assert entrypoints.make_relocatable(bin_dir) == [bin_dir / "tool"]
+    assert entrypoints.make_relocatable(bin_dir) == []  # once only
+    moved = tmp_path / "moved bundle"
+    shutil.move(tmp_path / "a bundle", moved)
+    link = tmp_path / "elsewhere" / "tool"
+    link.parent.mkdir()
+    link.symlink_to(moved / "bin/tool")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONHOME": "/nonexistent"}
+    for command in (moved / "bin/tool", link):
+        out = subprocess.run([command, "an argument", "two"], capture_output=True, text=True, env=env, cwd="/")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "['an argument', 'two'] 1\n"
+
+
+def test_the_gates_read_real_elf_files(tmp_path):
+    python = Path(os.path.realpath(sys.executable))
+    elf = gates.read_elf(python)
+    assert elf.glibc_versions and elf.glibc_versions[-1] >= (2, 2)
+    (tmp_path / "bin").mkdir()
+    shutil.copy(python, tmp_path / "bin/python")
+    found = [gates.read_elf(p) for p in gates.elf_files(tmp_path)]
+    assert [e.path for e in found] == [tmp_path / "bin/python"]
+    needed_outside = [n for n in found[0].needed if not gates.GLIBC.match(n)]
+    assert len(gates.unresolved(found, tmp_path)) == len(needed_outside) > 0
+    (tmp_path / "note").write_text(f"built in {tmp_path}/build\n")
+    assert gates.files_naming(tmp_path, f"{tmp_path}/build") == [tmp_path / "note"]
