@@ -47,19 +47,20 @@ def glibc_floor(elves: list[Elf]) -> tuple[tuple[int, ...], Path | None]:
     return worst
 
 
+def missing_libraries(elf: Elf, tree: Path) -> list[str]:
+    """NEEDED libraries of elf (besides glibc's) that no RUNPATH folder inside the tree holds; a run
+    path outside the tree (the build machine's) does not count."""
+    folders = [Path(p.replace("${ORIGIN}", "$ORIGIN").replace("$ORIGIN", str(elf.path.parent))).resolve()
+               for p in elf.runpath]
+    inside = [f for f in folders if f.is_relative_to(tree.resolve())]
+    return [name for name in elf.needed
+            if not GLIBC.match(name) and not any((folder / name).exists() for folder in inside)]
+
+
 def unresolved(elves: list[Elf], tree: Path) -> list[str]:
-    """NEEDED libraries (besides glibc's) that no RUNPATH folder inside the bundle's tree holds;
-    a run path outside the tree (the build machine's) does not count."""
-    missing = []
-    for elf in elves:
-        folders = [Path(p.replace("${ORIGIN}", "$ORIGIN").replace("$ORIGIN", str(elf.path.parent))).resolve()
-                   for p in elf.runpath]
-        inside = [f for f in folders if f.is_relative_to(tree.resolve())]
-        for name in elf.needed:
-            if GLIBC.match(name) or any((folder / name).exists() for folder in inside):
-                continue
-            missing.append(f"{elf.path.relative_to(tree)}: {name} (run path {':'.join(elf.runpath) or 'none'})")
-    return missing
+    """What missing_libraries finds for each ELF, one line per library."""
+    return [f"{elf.path.relative_to(tree)}: {name} (run path {':'.join(elf.runpath) or 'none'})"
+            for elf in elves for name in missing_libraries(elf, tree)]
 
 
 def files_naming(tree: Path, needle: str) -> list[Path]:

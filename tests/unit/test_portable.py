@@ -46,3 +46,19 @@ def test_the_gates_read_real_elf_files(tmp_path):
     assert len(gates.unresolved(found, tmp_path)) == len(needed_outside) > 0
     (tmp_path / "note").write_text(f"built in {tmp_path}/build\n")
     assert gates.files_naming(tmp_path, f"{tmp_path}/build") == [tmp_path / "note"]
+
+
+def test_the_archive_keeps_symlinks_and_ships_only_the_bundle(tmp_path):
+    from portable import archive
+
+    bundle = tmp_path / "build" / "cwl-airflow"
+    (bundle / "python/bin").mkdir(parents=True)
+    (bundle / "python/bin/python3.11").write_text("an interpreter\n")
+    (bundle / "python/bin/python3").symlink_to("python3.11")
+    (bundle / "dist").mkdir()  # what the roles leave beside the bundle
+    tarball = archive.archive(bundle, tmp_path / "out", "cwl-airflow-1.0-linux-x86_64")
+    listing = subprocess.run(["tar", "-tvzf", tarball], capture_output=True, text=True, check=True).stdout
+    assert "cwl-airflow-1.0-linux-x86_64/python/bin/python3 -> python3.11" in listing
+    assert "dist" not in listing
+    digest, name = (tmp_path / "out" / f"{tarball.name}.sha256").read_text().split()
+    assert name == tarball.name and len(digest) == 64

@@ -1,0 +1,99 @@
+# The portable tarball: ansible/portable.yml (the roles' install tasks) on a Debian 11 build host
+# over ssh, then the project's archive script there (src/portable/archive.py: entry points,
+# byte code, the gates, the tar.gz), brought back and registered. `make portable` boots the build
+# host from the test hosts' Debian 11 root and gives its address and key. One file, so that
+# Packer 1.6.6 builds it in single-file mode, as the box.
+
+variable "build_host" {
+  type        = string
+  description = "Address of the Debian 11 build host (root logs in with ssh_private_key_file)."
+}
+
+variable "ssh_private_key_file" {
+  type = string
+}
+
+variable "python_archive" {
+  type        = string
+  description = "The bundle's CPython: the tar.gz scripts/portable-python.py built or found in its cache."
+}
+
+variable "ansible_command" {
+  type        = string
+  description = "ansible-playbook to run (make portable uses the project's venv)."
+  default     = "ansible-playbook"
+}
+
+variable "output_dir" {
+  type    = string
+  default = "build/portable"
+}
+
+locals {
+  name       = "cwl-airflow-${trimspace(file(abspath("${path.root}/VERSION")))}-linux-x86_64"
+  build_root = "/opt/cwl-airflow-build"
+}
+
+source "null" "build_host" {
+  communicator         = "ssh"
+  ssh_host             = var.build_host
+  ssh_username         = "root"
+  ssh_private_key_file = var.ssh_private_key_file
+}
+
+build {
+  sources = ["source.null.build_host"]
+
+  provisioner "ansible" {
+    command       = var.ansible_command
+    playbook_file = "${path.root}/../ansible/portable.yml"
+    user          = "root"
+    use_proxy     = false
+    ansible_env_vars = [
+      "ANSIBLE_CONFIG=${abspath(path.root)}/../ansible/ansible.cfg",
+      "ANSIBLE_HOST_KEY_CHECKING=False",
+    ]
+    extra_arguments = [
+      "-e", "portable_python_archive=${abspath(var.python_archive)}",
+      "-e", "portable_build_root=${local.build_root}",
+    ]
+  }
+
+  provisioner "shell" {
+    inline = ["mkdir -p ${local.build_root}/tools"]
+  }
+
+  provisioner "file" {
+    source      = "${path.root}/../src/portable"
+    destination = "${local.build_root}/tools"
+  }
+
+  provisioner "shell" {
+    inline = [
+      "cd ${local.build_root}/tools && ${local.build_root}/cwl-airflow/python/bin/python3 -s -B -m portable.archive ${local.build_root}/cwl-airflow ${local.build_root}/out --name ${local.name}",
+    ]
+  }
+
+  # one file at a time: Packer 1.6.6 downloads a folder into a folder of its own name
+  provisioner "file" {
+    direction   = "download"
+    source      = "${local.build_root}/out/${local.name}.tar.gz"
+    destination = "${var.output_dir}/${local.name}.tar.gz"
+  }
+
+  provisioner "file" {
+    direction   = "download"
+    source      = "${local.build_root}/out/${local.name}.tar.gz.sha256"
+    destination = "${var.output_dir}/${local.name}.tar.gz.sha256"
+  }
+
+  post-processors {
+    post-processor "artifice" {
+      files = ["${var.output_dir}/${local.name}.tar.gz", "${var.output_dir}/${local.name}.tar.gz.sha256"]
+    }
+    post-processor "checksum" {
+      checksum_types = ["sha256"]
+      output         = "${var.output_dir}/packer-{{ .ChecksumType }}.checksum"
+    }
+  }
+}
