@@ -7,7 +7,6 @@ the bundle's cwltool, with its Node.js, on a workflow with JavaScript, scatter a
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from testhosts import Testbed
+from testhosts import one_host
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "build/portable"
@@ -44,10 +43,7 @@ def test_it_comes_with_its_checksum(tarball):
 
 @pytest.mark.parametrize("suite", ["bullseye", "bookworm", "trixie"])
 def test_a_user_unpacks_and_runs_it_on(suite, settings, tarball):
-    testbed = Testbed(f"portable-{suite}", dataclasses.replace(settings, suite=suite))
-    testbed.down()
-    try:
-        host = testbed.up([f"portable-{suite}"])[0]
+    with one_host(f"portable-{suite}", settings, suite) as host:
         host.exec("sh", "-c", "apt-get -qq -y purge python3 'python3*-minimal' >/dev/null 2>&1; "
                               "! command -v python3")
         host.exec("useradd", "--create-home", "someone")
@@ -73,5 +69,3 @@ def test_a_user_unpacks_and_runs_it_on(suite, settings, tarball):
             assert json.loads(out) == EXPECTED, how
         assert "cwl-airflow" in as_user(f'"$HOME/moved tools/{NAME}/bin/cwl-airflow" --help')
         assert as_user(f'"$HOME/moved tools/{NAME}/bin/airflow" version').strip().startswith("3.")
-    finally:
-        testbed.down()

@@ -4,7 +4,6 @@ symlink and after the folder is moved, on test hosts of Debian 11, 12 and 13."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from portable import entrypoints, gates
-from testhosts import Testbed
+from testhosts import one_host
 
 REPO = Path(__file__).resolve().parents[1]
 BUILDER = REPO / "scripts/portable-python.py"
@@ -74,10 +73,7 @@ def test_no_file_names_the_build_folder(unpacked):
 
 @pytest.mark.parametrize("suite", ["bullseye", "bookworm", "trixie"])
 def test_it_runs_on(suite, settings, archive):
-    testbed = Testbed(f"python-{suite}", dataclasses.replace(settings, suite=suite))
-    testbed.down()
-    try:
-        host = testbed.up([f"python-{suite}"])[0]
+    with one_host(f"python-{suite}", settings, suite) as host:
         (host.root / "var/tmp/python.tar.gz").write_bytes(archive.read_bytes())  # /tmp is a tmpfs
         host.exec("useradd", "--create-home", "someone")
         as_user = ["runuser", "-u", "someone", "--", "env", "-i", "HOME=/home/someone", "PATH=/usr/bin:/bin"]
@@ -95,5 +91,3 @@ def test_it_runs_on(suite, settings, archive):
             openssl, prefix = out.stdout.strip().split("|")
             assert openssl.startswith("OpenSSL 3."), out.stdout
             assert prefix == f"/home/someone/{'moved' if how == 'moved' else 'my'} tools/python", f"{how}: {prefix}"
-    finally:
-        testbed.down()

@@ -6,6 +6,6 @@ described by an Ansible inventory and an ssh config. Used by the pytest fixtures
 """
 
 from testhosts.settings import Settings
-from testhosts.testbed import Testbed
+from testhosts.testbed import Testbed, one_host
 
-__all__ = ["Settings", "Testbed"]
+__all__ = ["Settings", "Testbed", "one_host"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import shutil
@@ -149,3 +150,14 @@ class Testbed:
             "children": grouped,
         }}
         self.inventory.write_text(json.dumps(inventory, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def one_host(name: str, settings: Settings, suite: str) -> Iterator[Host]:
+    """A testbed `name` of one fresh host (also `name`) of Debian `suite`, removed afterwards."""
+    testbed = Testbed(name, dataclasses.replace(settings, suite=suite))
+    testbed.down()  # what an interrupted earlier run may have left
+    try:
+        yield testbed.up([name])[0]
+    finally:
+        testbed.down()
