@@ -32,6 +32,8 @@ variable "output_dir" {
 locals {
   name       = "cwl-airflow-${trimspace(file(abspath("${path.root}/VERSION")))}-linux-x86_64"
   build_root = "/opt/cwl-airflow-build"
+  # what src/portable/archive.py writes: the tar.gz users download, the smaller tar.zst, checksums
+  files = flatten([for ext in ["tar.gz", "tar.zst"] : ["${local.name}.${ext}", "${local.name}.${ext}.sha256"]])
 }
 
 source "null" "build_host" {
@@ -75,21 +77,19 @@ build {
   }
 
   # one file at a time: Packer 1.6.6 downloads a folder into a folder of its own name
-  provisioner "file" {
-    direction   = "download"
-    source      = "${local.build_root}/out/${local.name}.tar.gz"
-    destination = "${var.output_dir}/${local.name}.tar.gz"
-  }
-
-  provisioner "file" {
-    direction   = "download"
-    source      = "${local.build_root}/out/${local.name}.tar.gz.sha256"
-    destination = "${var.output_dir}/${local.name}.tar.gz.sha256"
+  dynamic "provisioner" {
+    for_each = local.files
+    labels   = ["file"]
+    content {
+      direction   = "download"
+      source      = "${local.build_root}/out/${provisioner.value}"
+      destination = "${var.output_dir}/${provisioner.value}"
+    }
   }
 
   post-processors {
     post-processor "artifice" {
-      files = ["${var.output_dir}/${local.name}.tar.gz", "${var.output_dir}/${local.name}.tar.gz.sha256"]
+      files = [for f in local.files : "${var.output_dir}/${f}"]
     }
     post-processor "checksum" {
       checksum_types = ["sha256"]

@@ -35,10 +35,17 @@ def tarball() -> Path:
     return OUTPUT / f"{NAME}.tar.gz"
 
 
-def test_it_comes_with_its_checksum(tarball):
-    digest, name = (OUTPUT / f"{NAME}.tar.gz.sha256").read_text().split()
-    assert name == tarball.name
-    assert digest == hashlib.sha256(tarball.read_bytes()).hexdigest()
+def test_each_archive_comes_with_its_checksum_and_both_hold_the_same_tree(tarball):
+    listings = []
+    for archive, option in ((tarball, "--gzip"), (OUTPUT / f"{NAME}.tar.zst", "--zstd")):
+        digest, name = Path(f"{archive}.sha256").read_text().split()
+        assert name == archive.name
+        assert digest == hashlib.sha256(archive.read_bytes()).hexdigest()
+        listings.append(subprocess.run(["tar", option, "-tvf", archive], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert listings[0] == listings[1]
+    assert f"{NAME}/bin/cwl-airflow" in listings[0]
+    assert (OUTPUT / f"{NAME}.tar.zst").stat().st_size < 0.8 * tarball.stat().st_size
 
 
 @pytest.mark.parametrize("suite", ["bullseye", "bookworm", "trixie"])

@@ -1,5 +1,6 @@
 """Make the portable tarball of a built bundle: relocatable entry points, byte code that names no
-build path, the gates, one tar.gz (and its .sha256) that a minimal Debian 11 can unpack.
+build path, the gates, a tar.gz that a minimal Debian 11 can unpack and a smaller tar.zst, each
+with its .sha256.
 
     python3 -m portable.archive BUNDLE OUT_DIR --name cwl-airflow-VERSION-linux-x86_64
 
@@ -116,18 +117,29 @@ def check(bundle: Path, build_root: str) -> list[str]:
     return problems
 
 
-def archive(bundle: Path, out_dir: Path, name: str) -> Path:
-    """bundle's shipped folders as out_dir/name.tar.gz, under a top folder `name`; and its .sha256."""
+# what users download: gzip, which every minimal system unpacks; zstd, a third smaller
+COMPRESSORS = {"gz": ["gzip", "-9", "-n"], "zst": ["zstd", "-19", "-T0", "-q"]}
+
+
+def archive(bundle: Path, out_dir: Path, name: str, formats: tuple[str, ...] = ("gz", "zst")) -> list[Path]:
+    """bundle's shipped folders as out_dir/name.tar.<format> each, under a top folder `name`,
+    each with its .sha256."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    tarball = out_dir / f"{name}.tar.gz"
+    tar = out_dir / f"{name}.tar"
     members = [p for p in SHIPPED if (bundle / p).exists()]
-    subprocess.run(["tar", "--create", "--use-compress-program=gzip -9", "--file", f"{tarball}.tmp", "--sort=name",
-                    "--owner=0", "--group=0", "--numeric-owner", f"--transform=s,^,{name}/,S", "-C", str(bundle),
-                    *members], check=True)
-    os.replace(f"{tarball}.tmp", tarball)
-    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
-    (out_dir / f"{name}.tar.gz.sha256").write_text(f"{digest}  {tarball.name}\n")
-    return tarball
+    subprocess.run(["tar", "--create", "--file", tar, "--sort=name", "--owner=0", "--group=0", "--numeric-owner",
+                    f"--transform=s,^,{name}/,S", "-C", bundle, *members], check=True)
+    archives = []
+    for fmt in formats:
+        archive = out_dir / f"{tar.name}.{fmt}"
+        with open(tar, "rb") as source, open(f"{archive}.tmp", "wb") as out:
+            subprocess.run(COMPRESSORS[fmt], stdin=source, stdout=out, check=True)
+        os.replace(f"{archive}.tmp", archive)
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        Path(f"{archive}.sha256").write_text(f"{digest}  {archive.name}\n")
+        archives.append(archive)
+    tar.unlink()
+    return archives
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print("portable: the bundle fails its gates:", *problems, sep="\n  ", file=sys.stderr)
         return 1
-    tarball = archive(bundle, args.out_dir, args.name)
-    print(f"portable: {tarball} ({tarball.stat().st_size / 2**20:.0f} MiB)")
+    for made in archive(bundle, args.out_dir, args.name):
+        print(f"portable: {made} ({made.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -56,9 +57,13 @@ def test_the_archive_keeps_symlinks_and_ships_only_the_bundle(tmp_path):
     (bundle / "python/bin/python3.11").write_text("an interpreter\n")
     (bundle / "python/bin/python3").symlink_to("python3.11")
     (bundle / "dist").mkdir()  # what the roles leave beside the bundle
-    tarball = archive.archive(bundle, tmp_path / "out", "cwl-airflow-1.0-linux-x86_64")
-    listing = subprocess.run(["tar", "-tvzf", tarball], capture_output=True, text=True, check=True).stdout
-    assert "cwl-airflow-1.0-linux-x86_64/python/bin/python3 -> python3.11" in listing
-    assert "dist" not in listing
-    digest, name = (tmp_path / "out" / f"{tarball.name}.sha256").read_text().split()
-    assert name == tarball.name and len(digest) == 64
+    made = archive.archive(bundle, tmp_path / "out", "cwl-airflow-1.0-linux-x86_64")
+    assert [p.name for p in made] == ["cwl-airflow-1.0-linux-x86_64.tar.gz", "cwl-airflow-1.0-linux-x86_64.tar.zst"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [p.name for p in made] + [f"{p.name}.sha256" for p in made])
+    for tarball, option in zip(made, ["--gzip", "--zstd"]):
+        listing = subprocess.run(["tar", option, "-tvf", tarball], capture_output=True, text=True, check=True).stdout
+        assert "cwl-airflow-1.0-linux-x86_64/python/bin/python3 -> python3.11" in listing
+        assert "dist" not in listing
+        digest, name = Path(f"{tarball}.sha256").read_text().split()
+        assert name == tarball.name and digest == hashlib.sha256(tarball.read_bytes()).hexdigest()
