@@ -1,9 +1,8 @@
 """The portable tarball (make portable), on test hosts of Debian 11, 12 and 13 with no python3:
 a normal user unpacks it with the tools of a minimal Debian at a path with a space, and its
-commands work from there, through a symlink and after the tree is moved.
-
-`cwl-airflow up` (the platform in the foreground) is not built yet; until then these tests run
-the bundle's cwltool, with its Node.js, on a workflow with JavaScript, scatter and a subworkflow."""
+commands work from there, through a symlink and after the tree is moved; `cwl-airflow up` runs the
+platform in the foreground and `cwl-airflow run` runs a workflow with JavaScript, scatter and a
+subworkflow through it."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ EXPECTED = {"echoed": ["a!", "b!"], "shouted": "A!", "joined": "a! b!"}
 @pytest.fixture(scope="module")
 def tarball() -> Path:
     """Built now by make portable's script (Packer on a Debian 11 build host), as users get it."""
-    for old in OUTPUT.glob(f"{NAME}.tar.gz*"):
+    for old in OUTPUT.glob(f"{NAME}.tar.*"):
         old.unlink()
     subprocess.run([sys.executable, REPO / "scripts/portable.py", "--output-dir", OUTPUT], check=True,
                    env={**os.environ, "PYTHONPATH": str(REPO / "src")})
@@ -48,31 +48,70 @@ def test_each_archive_comes_with_its_checksum_and_both_hold_the_same_tree(tarbal
     assert (OUTPUT / f"{NAME}.tar.zst").stat().st_size < 0.8 * tarball.stat().st_size
 
 
-@pytest.mark.parametrize("suite", ["bullseye", "bookworm", "trixie"])
-def test_a_user_unpacks_and_runs_it_on(suite, settings, tarball):
-    with one_host(f"portable-{suite}", settings, suite) as host:
+SUITES = ["bullseye", "bookworm", "trixie"]  # Debian 11, 12 and 13
+BUNDLE = f"$HOME/my tools/{NAME}"
+
+
+class User:
+    """A normal user of a test host with no python3 who unpacked the tarball into ~/my tools."""
+
+    def __init__(self, host, suite: str, tarball: Path) -> None:
+        self.host, self.suite = host, suite
         host.exec("sh", "-c", "apt-get -qq -y purge python3 'python3*-minimal' >/dev/null 2>&1; "
                               "! command -v python3")
         host.exec("useradd", "--create-home", "someone")
         for path in (tarball, WORKFLOW):
             (host.root / "var/tmp" / path.name).write_bytes(path.read_bytes())  # /tmp is a tmpfs
         (host.root / "var/tmp/job.json").write_text(json.dumps({"words": ["a", "b"], "shout": True}))
+        self(f'mkdir "$HOME/my tools" && tar -xzf /var/tmp/{tarball.name} -C "$HOME/my tools"')
 
-        def as_user(script: str) -> str:
-            out = host.exec("runuser", "-u", "someone", "--", "env", "-i", "HOME=/home/someone",
-                            "PATH=/usr/bin:/bin", "sh", "-c", script, check=False)
-            assert out.returncode == 0, f"{suite}: {script}\n{out.stdout}\n{out.stderr}"
-            return out.stdout
+    def __call__(self, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        out = self.host.exec("runuser", "-u", "someone", "--", "env", "-i", "HOME=/home/someone",
+                             "PATH=/usr/bin:/bin", "sh", "-c", script, check=False)
+        if check:
+            assert out.returncode == 0, f"{self.suite}: {script}\n{out.stdout}\n{out.stderr}"
+        return out
 
-        as_user(f'mkdir "$HOME/my tools" && tar -xzf /var/tmp/{tarball.name} -C "$HOME/my tools" && '
-                f'mkdir "$HOME/bin" && ln -s "$HOME/my tools/{NAME}/bin/cwltool" "$HOME/bin/cwltool"')
-        runs = {
-            "in place": f'"$HOME/my tools/{NAME}/bin/cwltool"',
-            "through a symlink, from another folder": 'cd / && "$HOME/bin/cwltool"',
-            "after a move": f'mv "$HOME/my tools" "$HOME/moved tools" && "$HOME/moved tools/{NAME}/bin/cwltool"',
-        }
-        for how, cwltool in runs.items():
-            out = as_user(f'{cwltool} --quiet --outdir "$HOME/out" /var/tmp/{WORKFLOW.name} /var/tmp/job.json')
-            assert json.loads(out) == EXPECTED, how
-        assert "cwl-airflow" in as_user(f'"$HOME/moved tools/{NAME}/bin/cwl-airflow" --help')
-        assert as_user(f'"$HOME/moved tools/{NAME}/bin/airflow" version').strip().startswith("3.")
+    def processes(self) -> list[str]:
+        return self.host.exec("pgrep", "-a", "-u", "someone", check=False).stdout.splitlines()
+
+
+@pytest.fixture(params=SUITES)
+def user(request, settings, tarball):
+    with one_host(f"portable-{request.param}", settings, request.param) as host:
+        yield User(host, request.param, tarball)
+
+
+def test_its_commands_run_anywhere(user):
+    user(f'mkdir "$HOME/bin" && ln -s "{BUNDLE}/bin/cwltool" "$HOME/bin/cwltool"')
+    runs = {
+        "in place": f'"{BUNDLE}/bin/cwltool"',
+        "through a symlink, from another folder": 'cd / && "$HOME/bin/cwltool"',
+        "after a move": f'mv "$HOME/my tools" "$HOME/moved tools" && "$HOME/moved tools/{NAME}/bin/cwltool"',
+    }
+    for how, cwltool in runs.items():
+        out = user(f'{cwltool} --quiet --outdir "$HOME/out" /var/tmp/{WORKFLOW.name} /var/tmp/job.json')
+        assert json.loads(out.stdout) == EXPECTED, how
+    assert "cwl-airflow" in user(f'"$HOME/moved tools/{NAME}/bin/cwl-airflow" --help').stdout
+    assert user(f'"$HOME/moved tools/{NAME}/bin/airflow" version').stdout.strip().startswith("3.")
+
+
+def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
+    user(f'setsid "{BUNDLE}/bin/cwl-airflow" up > "$HOME/up.log" 2>&1 < /dev/null &')
+    start, log = time.monotonic(), ""
+    while "ready:" not in log and time.monotonic() - start < 240:
+        time.sleep(2)
+        log = user('cat "$HOME/up.log"', check=False).stdout
+    assert "ready:" in log, log[-3000:]
+    print(f"{user.suite}: up to healthy in {time.monotonic() - start:.0f} s")
+    out = user(f'cd "$HOME" && "{BUNDLE}/bin/cwl-airflow" run --quiet --outdir "$HOME/out" '
+               f'/var/tmp/{WORKFLOW.name} /var/tmp/job.json')
+    assert json.loads(out.stdout) == EXPECTED
+    second = user(f'"{BUNDLE}/bin/cwl-airflow" up', check=False)
+    assert second.returncode == 2 and "another `cwl-airflow up` runs" in second.stderr
+    user('kill -TERM "$(cat "$HOME/.local/share/cwl-airflow/up.lock")"')
+    deadline = time.monotonic() + 60
+    while user.processes() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert user.processes() == [], "left running after SIGTERM"
+    assert "stopped" in user('tail -n 3 "$HOME/up.log"').stdout

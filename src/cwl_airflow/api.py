@@ -187,11 +187,14 @@ def _has_yaml_aliases(content: bytes) -> bool:
 
 
 class _InRequestThread(logging.Filter):
-    """DagBag's importer sets a SIGSEGV handler, which only a main thread may; in a request
-    thread it logs a warning on every upload, which says nothing here."""
+    """DagBag's importer sets signal handlers (SIGSEGV, and SIGALRM for its import timeout), which
+    only a main thread may; in a request thread it logs a warning and a traceback on every upload,
+    which say nothing here (the DAG file is the one the upload wrote)."""
+
+    QUIET = ("SIGSEGV signal handler registration failed", "timeout can't be used in the current context")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "SIGSEGV signal handler registration failed" not in record.getMessage()
+        return not any(message in record.getMessage() for message in self.QUIET)
 
 
 logging.getLogger("airflow.dag_processing.importers.python_importer").addFilter(_InRequestThread())

@@ -360,6 +360,16 @@ def cmd_reporter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from cwl_airflow import up
+
+    try:
+        return up.run(args.port)
+    except up.UpError as err:
+        print(f"cwl-airflow up: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cwl-airflow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -385,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     stop.set_defaults(func=cmd_stop)
     reporter = sub.add_parser("reporter", help="deliver queued reports (run by the cwl-airflow-reporter service)")
     reporter.set_defaults(func=cmd_reporter)
+    up = sub.add_parser("up", help="Airflow and the CWL API for one user, in the foreground (the portable bundle)")
+    up.add_argument("--port", type=int, default=8080, help="the API server's port on 127.0.0.1 (default: 8080)")
+    up.set_defaults(func=cmd_up)
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command == "run":  # cwltest passes options of its own runner (e.g. --debug)
         logging.getLogger(__name__).debug("ignored options: %s", unknown)

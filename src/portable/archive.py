@@ -26,8 +26,12 @@ SHIPPED = ("bin", "python", "node")
 # the commands users run, each from the bundle's bin/ with the bundle's Python and Node first on PATH
 COMMANDS = ("cwl-airflow", "airflow", "cwltool")
 LAUNCHER = """#!/bin/sh
-# {name} of the portable cwl-airflow bundle, with the bundle's Python and Node.js first on PATH
+# {name} of the portable cwl-airflow bundle: the bundle's Python and Node.js first on PATH; the
+# platform's home in $CWL_AIRFLOW_HOME (default ~/.local/share/cwl-airflow), Airflow's in its airflow/
 bundle=$(dirname -- "$(dirname -- "$(readlink -f -- "$0")")")
+: "${{CWL_AIRFLOW_HOME:=${{XDG_DATA_HOME:-$HOME/.local/share}}/cwl-airflow}}"
+: "${{AIRFLOW_HOME:=$CWL_AIRFLOW_HOME/airflow}}"
+export CWL_AIRFLOW_HOME AIRFLOW_HOME
 PATH="$bundle/python/bin:$bundle/node/bin:$PATH" PYTHONNOUSERSITE=1 exec "$bundle/python/bin/{name}" "$@"
 """
 
