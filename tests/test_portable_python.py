@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from portable import entrypoints, gates
+from portable.archive import GLIBC_FLOOR
 from testhosts import one_host
 
 REPO = Path(__file__).resolve().parents[1]
 BUILDER = REPO / "scripts/portable-python.py"
-GLIBC_FLOOR = (2, 31)  # Debian 11 and Ubuntu 20.04
 # what Airflow, cwltool and pip need of the standard library, with the OpenSSL the build brought
 PROBE = ("import ssl, sqlite3, ctypes, lzma, bz2, zlib, uuid, hashlib, json, venv, decimal, sys; "
          "ctypes.CDLL(None); hashlib.sha3_256(); sqlite3.connect(':memory:').execute('select 1'); "

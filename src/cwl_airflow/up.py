@@ -55,8 +55,8 @@ def _kept_secret(path: Path, make) -> str:
     return path.read_text().strip()
 
 
-def prepare(home: Path, airflow_home: Path) -> Path:
-    """The folders (0700), the secrets and the admin's password file; the password file's path."""
+def prepare(home: Path, airflow_home: Path) -> None:
+    """The folders (0700) and the admin's password file."""
     try:
         for folder in (home, airflow_home, home / "secrets"):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -65,9 +65,7 @@ def prepare(home: Path, airflow_home: Path) -> Path:
         probe.unlink()
     except OSError as err:
         raise UpError(f"cannot write to {home} ({err.strerror}): set CWL_AIRFLOW_HOME to a folder you may write") from None
-    passwords = airflow_home / "passwords.json"
-    _kept_secret(passwords, lambda: json.dumps({ADMIN: secrets.token_urlsafe(18)}))
-    return passwords
+    _kept_secret(airflow_home / "passwords.json", lambda: json.dumps({ADMIN: secrets.token_urlsafe(18)}))
 
 
 def configure(home: Path, airflow_home: Path, port: int) -> str:

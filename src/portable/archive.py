@@ -5,7 +5,7 @@ with its .sha256.
     python3 -m portable.archive BUNDLE OUT_DIR --name cwl-airflow-VERSION-linux-x86_64
 
 BUNDLE holds python/ (CPython with Airflow, cwl-airflow and cwltool installed) and node/, as
-portable/bundle.yml leaves it; only those and bin/ go into the archive.
+ansible/portable.yml leaves it; only those and bin/ go into the archive.
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ def archive(bundle: Path, out_dir: Path, name: str, formats: tuple[str, ...] = (
         with open(tar, "rb") as source, open(f"{archive}.tmp", "wb") as out:
             subprocess.run(COMPRESSORS[fmt], stdin=source, stdout=out, check=True)
         os.replace(f"{archive}.tmp", archive)
-        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        with open(archive, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
         Path(f"{archive}.sha256").write_text(f"{digest}  {archive.name}\n")
         archives.append(archive)
     tar.unlink()
