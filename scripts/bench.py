@@ -38,6 +38,8 @@ from testhosts.playbook import run_playbook
 
 REPO = Path(__file__).resolve().parents[1]
 DAEMONS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
+# cwl-airflow's own units: the reporter, the step service and its Docker proxy
+CWL_UNITS = ["cwl-airflow-reporter", "cwl-airflow-step", "cwl-airflow-docker"]
 LOGS = REPO / "build/bench-logs"
 
 # Sum of resident (RSS) and proportional (PSS) memory per user, run inside the host.
@@ -113,9 +115,9 @@ def airflow_figures(tb: Testbed, host: Host) -> dict[str, object]:
     figures["memory"] = {user: (memory.get(f"{user} Rss", 0) / 1024, memory.get(f"{user} Pss", 0) / 1024)
                          for user in ("airflow", "mysql", "rabbitmq")}
     exposure = {}
-    for daemon in DAEMONS:
-        out = host.exec("systemd-analyze", "security", "--no-pager", f"airflow-{daemon}.service").stdout
-        exposure[daemon] = re.search(r"Overall exposure level for \S+: (.*)", out)[1].strip()
+    for unit in [f"airflow-{daemon}" for daemon in DAEMONS] + CWL_UNITS:
+        out = host.exec("systemd-analyze", "security", "--no-pager", f"{unit}.service").stdout
+        exposure[unit] = re.search(r"Overall exposure level for \S+: (.*)", out)[1].strip()
     figures["exposure"] = exposure
     return figures
 
@@ -451,7 +453,7 @@ def write_airflow_section(out: Path, measured: str, af: dict[str, object]) -> No
 
 | unit | exposure |
 |---|---|
-""" + "\n".join(f"| airflow-{d}.service | {e} |" for d, e in af["exposure"].items()))
+""" + "\n".join(f"| {unit}.service | {e} |" for unit, e in af["exposure"].items()))
 
 
 if __name__ == "__main__":

@@ -25,15 +25,15 @@ def test_daemon_enabled_and_running_as_airflow(host, daemon):
     assert host.check_output("ps -o user= -p %s", pid) == "airflow"
 
 
-def test_only_the_worker_is_in_group_docker(host):
-    """The docker socket is root: the API server, scheduler, DAG processor (and every other
-    process of user airflow) must not reach it; the worker runs cwltool's containers."""
+def test_no_daemon_is_in_group_docker(host):
+    """The docker socket is root: no process of user airflow may reach it (CWL steps run in
+    the step service and reach Docker through its proxy)."""
     docker = host.check_output("getent group docker").split(":")[2]
     assert "docker" not in host.check_output("id -nG airflow").split()
-    for daemon in AIRFLOW_DAEMONS:
-        pid = host.check_output("systemctl show -P MainPID airflow-%s", daemon)
+    for unit in [f"airflow-{daemon}" for daemon in AIRFLOW_DAEMONS] + ["cwl-airflow-step"]:
+        pid = host.check_output("systemctl show -P MainPID %s", unit)
         groups = host.check_output("grep ^Groups: /proc/%s/status", pid).split()[1:]
-        assert (docker in groups) == (daemon == "worker"), daemon
+        assert docker not in groups, unit
     assert host.run("sudo -u airflow docker ps").rc != 0
 
 

@@ -32,7 +32,7 @@ def test_required_tests_that_cwltool_passes_pass_through_the_appliance(testbed, 
         conformance.remove_stand_ins(aio)
         # this host sends reports; no receiver listens for the suite's ~500: dropped, so that
         # they do not queue before the reports that later tests wait for
-        host.run_expect([0], "systemctl stop cwl-airflow-reporter && find /var/lib/airflow/cwl/reports "
+        host.run_expect([0], "systemctl stop cwl-airflow-reporter && find /var/lib/cwl-airflow/reports "
                              "-maxdepth 1 -name '*.json' -delete && systemctl start cwl-airflow-reporter")
     comparison = conformance.Comparison(conformance.suite_tests(SUITE), reference, appliance)
     comparison.write_badges(RESULTS)

@@ -17,7 +17,7 @@ from conftest import CWL, REPORT_PORT, put_file
 from cwl_airflow.cli import APIError, Client
 from testhosts.conformance import INSTALL_CWLTEST
 
-OUTBOX = "/var/lib/airflow/cwl/reports"
+OUTBOX = "/var/lib/cwl-airflow/reports"
 RECEIVER = f"""
 import http.server, json, sys
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -48,9 +48,9 @@ def cwl(airflow):
     return Client(airflow.url, airflow.token())
 
 
-def upload(cwl, name: str, dag_id: str | None = None):
+def upload(cwl, name: str, dag_id: str | None = None, content: bytes | None = None):
     dag_id = dag_id or f"test_{name.replace('-', '_').removesuffix('.cwl')}"
-    cwl.upload(dag_id, (CWL / name).read_bytes())
+    cwl.upload(dag_id, content or (CWL / name).read_bytes())
     deadline = time.monotonic() + 120
     while not cwl.workflow(dag_id)["ready"]:
         assert time.monotonic() < deadline, f"{dag_id} not parsed"
@@ -106,7 +106,13 @@ def test_services_and_configuration(host):
     assert (env.user, env.group, env.mode) == ("root", "airflow", 0o640)
     key = host.file("/etc/airflow/cwl-report-private.pem")
     assert (key.user, key.group, key.mode) == ("root", "airflow", 0o640)
-    assert host.run("systemd-analyze verify /etc/systemd/system/cwl-airflow-reporter.service").stderr.strip() == ""
+    for unit in ("cwl-airflow-reporter.service", "cwl-airflow-step.socket", "cwl-airflow-step.service",
+                 "cwl-airflow-docker.socket", "cwl-airflow-docker.service"):
+        assert host.run("systemd-analyze verify /etc/systemd/system/%s", unit).stderr.strip() == "", unit
+    step = host.check_output("systemctl show -P MainPID cwl-airflow-step")
+    assert host.check_output("ps -o user= -p %s", step) == "cwl-step"
+    assert host.file("/run/cwl-airflow/step.sock").group == "airflow"
+    assert host.file("/run/cwl-airflow/docker.sock").group == "cwl-step"
     assert host.check_output("sudo -u airflow cwl-airflow status") .startswith("[")
 
 
@@ -120,7 +126,7 @@ def test_an_upload_returns_a_ready_dag_and_forking_daemons_start_warm(host, cwl)
         state = cwl.upload(dag_id, content)
         assert state["created"] and state["ready"], state
     finally:
-        host.run(f"rm -f /var/lib/airflow/dags/cwl_{dag_id}.py /var/lib/airflow/cwl/workflows/{dag_id}.cwl")
+        host.run(f"rm -f /var/lib/airflow/dags/cwl_{dag_id}.py /var/lib/cwl-airflow/workflows/{dag_id}.cwl")
     for unit in ("airflow-dag-processor", "airflow-worker"):
         pid = host.check_output(f"systemctl show -P MainPID {unit}")
         assert "schema_salad" in host.check_output(f"cat /proc/{pid}/maps"), unit
@@ -140,7 +146,7 @@ def test_three_docker_steps_through_the_api(host, cwl, cwl_keys, airflow):
     log = host.check_output("cat /var/lib/airflow/logs/dag_id=%s/run_id=%s/task_id=shout/*.log", dag_id, result["run_id"])
     assert "docker" in log and "appliance-test/busybox:latest" in log
     # tmp data is removed after success
-    assert not host.file(f"/var/lib/airflow/cwl/tmp/{dag_id}/{result['run_id']}").exists
+    assert not host.file(f"/var/lib/cwl-airflow/tmp/{dag_id}/{result['run_id']}").exists
 
 
 def test_cwl_features_and_queue_by_resources(cwl, cwl_keys, airflow):
@@ -169,12 +175,12 @@ def expect_error(call, status):
 
 
 def test_bad_input_gets_a_4xx_with_the_reason_and_leaves_nothing(host, cwl, cwl_keys):
-    before = host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows")
+    before = host.check_output("ls /var/lib/airflow/dags /var/lib/cwl-airflow/workflows")
     reason = expect_error(lambda: cwl.upload("test_broken", (CWL / "broken.cwl").read_bytes()), 400)
     assert "nowhere/out" in reason
     assert expect_error(lambda: cwl._call("POST", "/cwl/workflows", {"dag_id": "x", "workflow_content": "%%"}), 400)
     assert "dag_id" in expect_error(lambda: cwl.upload("../etc", b"cwlVersion: v1.2"), 400)
-    assert host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows") == before
+    assert host.check_output("ls /var/lib/airflow/dags /var/lib/cwl-airflow/workflows") == before
 
     dag_id = upload(cwl, "three-step.cwl")
     runs = len(cwl.runs(dag_id))
@@ -194,10 +200,10 @@ def test_only_the_uploaders_may_upload(host, cwl, airflow):
               "jti": uuid.uuid4().hex}
     alice = Client(airflow.url, jwt.encode(claims, secret, algorithm=jwt.get_unverified_header(admin)["alg"]))
     assert isinstance(alice._call("GET", "/cwl/workflows"), list)  # a valid token, with DAG rights
-    before = host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows")
+    before = host.check_output("ls /var/lib/airflow/dags /var/lib/cwl-airflow/workflows")
     reason = expect_error(lambda: alice.upload("test_by_alice", (CWL / "trivial.cwl").read_bytes()), 403)
     assert "uploaders" in reason
-    assert host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows") == before
+    assert host.check_output("ls /var/lib/airflow/dags /var/lib/cwl-airflow/workflows") == before
 
 
 def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
@@ -220,7 +226,7 @@ def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
         "aliases": "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
             f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)),
     }
-    before = host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows")
+    before = host.check_output("ls /var/lib/airflow/dags /var/lib/cwl-airflow/workflows")
     for name, document in hostile.items():
         started = time.monotonic()
         with pytest.raises(APIError) as refused:
@@ -233,7 +239,7 @@ def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
     status = expect_error(lambda: cwl._call("POST", "/cwl/workflows", {"dag_id": "test_bomb", "workflow_content": bomb}),
                           413)
     assert "max_workflow_mib" in status and time.monotonic() - started < 5
-    assert host.check_output("ls /var/lib/airflow/dags /var/lib/airflow/cwl/workflows") == before
+    assert host.check_output("ls /var/lib/airflow/dags /var/lib/cwl-airflow/workflows") == before
     assert isinstance(cwl._call("GET", "/cwl/workflows"), list)  # healthy
 
 
@@ -243,7 +249,7 @@ def test_a_job_cannot_name_the_workers_files(host, cwl, cwl_keys):
     dag_id = "test_cat"
     cwl.upload(dag_id, b"cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: cat\n"
                        b"inputs: {f: {type: File, inputBinding: {}}}\noutputs: {out: stdout}\n")
-    host.run_expect([0], "ln -sfn /etc/airflow/airflow.env /var/lib/airflow/cwl/inputs/env-link")
+    host.run_expect([0], "ln -sfn /etc/airflow/airflow.env /var/lib/cwl-airflow/inputs/env-link")
     try:
         runs = len(cwl.runs(dag_id))
         for location in ("file:///etc/airflow/airflow.env", "/etc/airflow/airflow.env", "env-link",
@@ -254,7 +260,74 @@ def test_a_job_cannot_name_the_workers_files(host, cwl, cwl_keys):
             assert "outside the inputs folder" in reason, (location, reason)
         assert len(cwl.runs(dag_id)) == runs
     finally:
-        host.run("rm -f /var/lib/airflow/cwl/inputs/env-link")
+        host.run("rm -f /var/lib/cwl-airflow/inputs/env-link")
+
+
+PROBE = b"""cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c]
+arguments:
+  - >-
+    id; cat /etc/airflow/airflow.env; echo cat=$?;
+    docker ps; echo docker=$?;
+    DOCKER_HOST=unix:///run/cwl-airflow/docker.sock docker ps; echo proxy=$?
+inputs: {}
+outputs: {out: stdout}
+stdout: probe.txt
+"""
+
+
+def test_steps_run_as_the_step_user_without_secrets_or_docker(host, cwl, cwl_keys):
+    """A tool on the host is the step user: not airflow, in no docker group, unable to read
+    Airflow's secrets or to list the engine's containers (directly or through the proxy)."""
+    dag_id = upload(cwl, "probe", dag_id="test_probe", content=PROBE)
+    result = run(cwl, cwl_keys, dag_id, {})
+    assert result["state"] == "success", result
+    probe = host.file(local(cwl.outputs(dag_id, result["run_id"])["out"])).content_string
+    identity = probe.splitlines()[0]
+    assert "(cwl-step)" in identity and "airflow" not in identity and "docker" not in identity, identity
+    secret = host.check_output("sed -n 's/^AIRFLOW__CORE__FERNET_KEY=//p' /etc/airflow/airflow.env")
+    assert secret and secret not in probe
+    for check in ("cat", "docker", "proxy"):
+        assert f"{check}=" in probe and f"{check}=0" not in probe, probe
+
+
+def step_docker(host, args: str):
+    return host.run(f"runuser -u cwl-step -- env DOCKER_HOST=unix:///run/cwl-airflow/docker.sock docker {args}")
+
+
+def test_the_step_users_docker_runs_only_confined_containers(host):
+    """Through the proxy the step user runs containers as itself, binding its run folders;
+    whatever would escape the container, or touch one it did not make, is refused."""
+    uid = host.check_output("id -u cwl-step")
+    gid = host.check_output("id -g cwl-step")
+    work = "/var/lib/cwl-airflow/tmp/proxy-test"
+    host.run_expect([0], f"runuser -u cwl-step -- sh -c 'mkdir -p {work} && ln -sfn /etc {work}/etc'")
+    image = "appliance-test/busybox:latest"
+    as_step = f"--rm --user {uid}:{gid}"
+    try:
+        ran = step_docker(host, f"run {as_step} --mount type=bind,source={work},target=/work {image} "
+                                "sh -c 'echo hi > /work/out && cat /work/out && id -u'")
+        assert ran.rc == 0 and ran.stdout.split() == ["hi", uid], ran.stderr
+        other = host.check_output(f"docker run -d --rm {image} sleep 60")
+        for refused in (f"run {as_step} --privileged {image} true",
+                        f"run --rm --user 0:0 {image} true",
+                        f"run --rm {image} true",
+                        f"run {as_step} --net host {image} true",
+                        f"run {as_step} --pid host {image} true",
+                        f"run {as_step} --cap-add SYS_ADMIN {image} true",
+                        f"run {as_step} -v /etc:/x {image} true",
+                        f"run {as_step} --mount type=bind,source={work}/etc,target=/x {image} true",
+                        f"run {as_step} --device /dev/fuse {image} true",
+                        f"run {as_step} -p 8081:80 {image} true",
+                        "ps", f"exec {other} true", f"kill {other}", "network ls"):
+            answer = step_docker(host, refused)
+            assert answer.rc != 0 and "refused by cwl-airflow's Docker proxy" in answer.stderr, (refused, answer.stderr)
+        assert host.run("runuser -u cwl-step -- docker ps").rc != 0  # the engine's own socket
+        assert host.check_output(f"docker inspect -f '{{{{.State.Running}}}}' {other}") == "true"
+    finally:
+        host.run("docker ps -q | xargs -r docker kill")
+        host.run(f"rm -rf {work}")
 
 
 def test_triggers_need_a_valid_signature(cwl, cwl_keys):
@@ -287,10 +360,10 @@ def test_triggers_need_a_valid_signature(cwl, cwl_keys):
 
 
 def test_broken_cwl_is_an_import_error_naming_file_and_reason(host, airflow):
-    put_file(host, "/var/lib/airflow/cwl/workflows/broken.cwl", (CWL / "broken.cwl").read_bytes(), owner="airflow")
+    put_file(host, "/var/lib/cwl-airflow/workflows/broken.cwl", (CWL / "broken.cwl").read_bytes(), owner="airflow")
     put_file(host, "/var/lib/airflow/dags/cwl_broken.py",
              b"from cwl_airflow.extensions.cwldag import CWLDAG\n"
-             b"dag = CWLDAG(dag_id='broken', workflow='/var/lib/airflow/cwl/workflows/broken.cwl')\n", owner="airflow")
+             b"dag = CWLDAG(dag_id='broken', workflow='/var/lib/cwl-airflow/workflows/broken.cwl')\n", owner="airflow")
     try:
         deadline = time.monotonic() + 120
         errors = []
@@ -301,7 +374,7 @@ def test_broken_cwl_is_an_import_error_naming_file_and_reason(host, airflow):
         assert "broken.cwl" in errors[0]["stack_trace"] and "nowhere/out" in errors[0]["stack_trace"]
         airflow.get("/api/v2/dags/cwl_example")  # other DAGs are unaffected
     finally:
-        host.run("rm -f /var/lib/airflow/dags/cwl_broken.py /var/lib/airflow/cwl/workflows/broken.cwl")
+        host.run("rm -f /var/lib/airflow/dags/cwl_broken.py /var/lib/cwl-airflow/workflows/broken.cwl")
 
 
 def test_reports_are_signed_and_complete(cwl, cwl_keys, receiver):
@@ -350,7 +423,7 @@ def test_stop_ends_tasks_and_containers_and_cleans_tmp(host, cwl, cwl_keys):
     dag_id = upload(cwl, "sleep.cwl")
     conf = {"job": {"seconds": 300}}
     run_id = cwl.trigger(dag_id, conf["job"], signature=signed(cwl, cwl_keys, dag_id, conf))["run_id"]
-    run_tmp = f"/var/lib/airflow/cwl/tmp/{dag_id}/{run_id}"
+    run_tmp = f"/var/lib/cwl-airflow/tmp/{dag_id}/{run_id}"
     deadline = time.monotonic() + 120
     container = ""
     while not container:  # cwltool records the step's container id in the run's cid folder

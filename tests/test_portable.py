@@ -104,6 +104,7 @@ def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
         log = user('cat "$HOME/up.log"', check=False).stdout
     assert "ready:" in log, log[-3000:]
     print(f"{user.suite}: up to healthy in {time.monotonic() - start:.0f} s")
+    assert "no container engine on PATH" in log  # these hosts have no Docker
     out = user(f'cd "$HOME" && "{BUNDLE}/bin/cwl-airflow" run --quiet --outdir "$HOME/out" '
                f'/var/tmp/{WORKFLOW.name} /var/tmp/job.json')
     assert json.loads(out.stdout) == EXPECTED
@@ -115,3 +116,35 @@ def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
         time.sleep(1)
     assert user.processes() == [], "left running after SIGTERM"
     assert "stopped" in user('tail -n 3 "$HOME/up.log"').stdout
+
+
+def test_a_user_unit_supervises_up_and_restarts_a_killed_daemon(user):
+    """`cwl-airflow user-unit` under the user's own service manager (lingering, no login): up
+    comes up, a daemon killed with -9 makes up exit 1 naming it and systemd start it again;
+    `systemctl --user stop` leaves no process of the bundle."""
+    uid = user.host.exec("id", "-u", "someone").stdout.strip()
+    user.host.exec("loginctl", "enable-linger", "someone")
+    runtime = f"XDG_RUNTIME_DIR=/run/user/{uid}"
+    deadline = time.monotonic() + 60
+    while user(f"{runtime} systemctl --user is-system-running", check=False).stdout.strip() not in (
+            "running", "degraded"):
+        assert time.monotonic() < deadline, "no user manager"
+        time.sleep(1)
+    print(user(f'{runtime} "{BUNDLE}/bin/cwl-airflow" user-unit --port 8090').stdout)
+
+    def journal() -> str:
+        return user.host.exec("journalctl", "--no-pager", "-o", "cat", f"_UID={uid}",
+                              "_SYSTEMD_USER_UNIT=cwl-airflow.service", check=False).stdout
+
+    def wait_for(text: str, count: int = 1) -> None:
+        deadline = time.monotonic() + 240
+        while journal().count(text) < count:
+            assert time.monotonic() < deadline, f"{user.suite}: no {text!r}:\n{journal()[-3000:]}"
+            time.sleep(2)
+
+    wait_for("ready:")
+    user('pkill -KILL -f "airflow scheduler"')
+    wait_for("scheduler exited with status -9")
+    wait_for("ready:", 2)  # systemd started up again
+    user(f"{runtime} systemctl --user stop cwl-airflow")
+    assert [p for p in user.processes() if "(sd-pam)" not in p and "systemd --user" not in p] == []

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
 import tempfile
 import threading
@@ -31,12 +30,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from cwl_airflow import __version__, reports, staging
+from cwl_airflow import __version__, reports, staging, steps
 from cwl_airflow.config import Settings, read_key
 from cwl_airflow.extensions.cwldag import dag_file_text
-from cwl_airflow.extensions.operators import check_job, load_workflow
 from cwl_airflow.signing import SignatureError, verify_trigger
-from cwl_airflow.workflow import CWLError, CWLWorkflow
+from cwl_airflow.workflow import CWLError, encode
 
 DAG_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 BUNDLE = "dags-folder"  # Airflow's bundle of the dags folder
@@ -150,12 +148,15 @@ def upload_workflow(upload: Upload, user: GetUserDep) -> dict[str, Any]:
     workflow.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=workflow.parent, prefix=f".{workflow.name}.", suffix=".tmp", delete=False) as staged:
         staged.write(content)
+    os.chmod(staged.name, 0o640)  # the step service reads it (group)
     try:
-        CWLWorkflow(staged.name, confined_to=(settings.inputs_folder / "uploads",))
+        steps.run("validate", settings, workflow=staged.name)
     except CWLError as err:
         os.unlink(staged.name)
         raise _fail(400, f"invalid CWL: {err.reason}", unsupported=err.unsupported) from None
-    os.chmod(staged.name, 0o644)
+    except steps.StepError as err:
+        os.unlink(staged.name)
+        raise _fail(503, str(err), retry=True) from None
     os.replace(staged.name, workflow)
     dag_file.write_text(dag_file_text(upload.dag_id, workflow))
     _parse_now(dag_file)
@@ -273,9 +274,11 @@ def trigger(dag_id: str, body: Trigger, user: GetUserDep) -> dict[str, Any]:
             raise _fail(403, str(err)) from None
         run_id = run_id or f"signed__{claims['jti']}"  # a replay finds its run taken
     try:
-        check_job(load_workflow(str(workflow), body.job), body.job, settings)
+        steps.run("check", settings, workflow=str(workflow), job=encode(body.job))
     except CWLError as err:
         raise _fail(400, err.reason) from None
+    except steps.StepError as err:
+        raise _fail(503, str(err), retry=True) from None
     if not _dag_state(dag_id)["ready"]:
         raise _fail(409, f"the DAG of {dag_id!r} is not parsed yet; retry in a few seconds", retry=True)
     try:
@@ -384,7 +387,7 @@ def stop_run(dag_id: str, run_id: str) -> dict[str, Any]:
             raise _fail(504, f"tasks still running after {settings.stop_timeout} s: {', '.join(busy)}; "
                         "the run is marked failed, retry the stop to clean up")
         time.sleep(0.5)
-    shutil.rmtree(run_tmp, ignore_errors=True)
+    steps.run("clean", settings, dag_id=dag_id, run_id=run_id)
     return {"dag_id": dag_id, "run_id": run_id, "state": "failed", "previous_state": before["state"],
             "stopped_tasks": stopped}
 
@@ -393,7 +396,7 @@ def _running_steps(run_tmp: Path) -> list[str]:
     """Steps whose process still holds its lock file (released when the process is gone)."""
     busy = []
     for lock in sorted((run_tmp / "running").glob("*.lock")):
-        with open(lock, "a") as handle:
+        with open(lock) as handle:  # the step user's file: readable, not writable
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

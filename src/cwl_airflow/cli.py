@@ -360,6 +360,30 @@ def cmd_reporter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_step_server(args: argparse.Namespace) -> int:
+    from cwl_airflow import steps
+
+    return steps.serve(args.socket)
+
+
+def cmd_docker_proxy(args: argparse.Namespace) -> int:
+    from cwl_airflow import docker_proxy
+
+    return docker_proxy.serve(args.allow, args.allow_read_only, args.engine, args.socket)
+
+
+def cmd_user_unit(args: argparse.Namespace) -> int:
+    from cwl_airflow import user_unit
+    from cwl_airflow.up import UpError
+
+    try:
+        print(user_unit.install(args.port, args.start))
+    except UpError as err:
+        print(f"cwl-airflow user-unit: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from cwl_airflow import up
 
@@ -395,9 +419,25 @@ def main(argv: list[str] | None = None) -> int:
     stop.set_defaults(func=cmd_stop)
     reporter = sub.add_parser("reporter", help="deliver queued reports (run by the cwl-airflow-reporter service)")
     reporter.set_defaults(func=cmd_reporter)
+    step_server = sub.add_parser("step-server", help="run CWL steps for Airflow's daemons "
+                                 "(the cwl-airflow-step service, as the step user)")
+    step_server.add_argument("--socket", help="listen here (default: the socket systemd passes)")
+    step_server.set_defaults(func=cmd_step_server)
+    proxy = sub.add_parser("docker-proxy", help="the Docker API as CWL steps may use it "
+                           "(the cwl-airflow-docker service)")
+    proxy.add_argument("--allow", action="append", default=[], help="a folder steps may bind-mount read-write")
+    proxy.add_argument("--allow-read-only", action="append", default=[],
+                       help="a folder steps may bind-mount read-only")
+    proxy.add_argument("--engine", default="/var/run/docker.sock", help="the Docker engine's socket")
+    proxy.add_argument("--socket", help="listen here (default: the socket systemd passes)")
+    proxy.set_defaults(func=cmd_docker_proxy)
     up = sub.add_parser("up", help="Airflow and the CWL API for one user, in the foreground (the portable bundle)")
     up.add_argument("--port", type=int, default=8080, help="the API server's port on 127.0.0.1 (default: 8080)")
     up.set_defaults(func=cmd_up)
+    unit = sub.add_parser("user-unit", help="run `up` as a systemd user service (~/.config/systemd/user)")
+    unit.add_argument("--port", type=int, default=8080, help="the API server's port on 127.0.0.1 (default: 8080)")
+    unit.add_argument("--no-start", dest="start", action="store_false", help="write the unit only")
+    unit.set_defaults(func=cmd_user_unit)
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command == "run":  # cwltest passes options of its own runner (e.g. --debug)
         logging.getLogger(__name__).debug("ignored options: %s", unknown)

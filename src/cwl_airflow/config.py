@@ -50,6 +50,7 @@ class Settings:
     max_upload_bytes: int  # largest input archive taken, and most it may unpack to
     max_workflow_bytes: int  # largest uploaded workflow document (decompressed)
     uploaders: tuple[str, ...]  # users who may upload workflows ("*": all with DAG edit rights)
+    step_socket: str  # the step service's socket (steps run as the step user); empty: in the caller
 
     @classmethod
     def load(cls, use_airflow: bool = True) -> Settings:
@@ -85,6 +86,7 @@ class Settings:
             max_upload_bytes=int(_opt("max_upload_mib", "4096")) << 20,
             max_workflow_bytes=int(_opt("max_workflow_mib", "16")) << 20,
             uploaders=tuple(name.strip() for name in _opt("uploaders", "").split(",") if name.strip()),
+            step_socket=_opt("step_socket", ""),
         )
 
     @property

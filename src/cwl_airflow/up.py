@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -202,6 +203,8 @@ def run(port: int) -> int:
     url = configure(home, airflow_home, port)
     env = environment(airflow_home)
     _say("up", f"home {home}")
+    if not shutil.which("docker", path=env["PATH"]):
+        _say("up", "no container engine on PATH: steps with DockerRequirement will fail until Docker is installed")
     _say("up", "database: migrating (a new one takes a minute)")
     migrated = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True)
     if migrated.returncode != 0:

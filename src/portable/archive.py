@@ -31,7 +31,8 @@ LAUNCHER = """#!/bin/sh
 bundle=$(dirname -- "$(dirname -- "$(readlink -f -- "$0")")")
 : "${{CWL_AIRFLOW_HOME:=${{XDG_DATA_HOME:-$HOME/.local/share}}/cwl-airflow}}"
 : "${{AIRFLOW_HOME:=$CWL_AIRFLOW_HOME/airflow}}"
-export CWL_AIRFLOW_HOME AIRFLOW_HOME
+: "${{CWL_AIRFLOW_LAUNCHER:=$bundle/bin/cwl-airflow}}"  # what a user unit runs (the AppImage sets itself)
+export CWL_AIRFLOW_HOME AIRFLOW_HOME CWL_AIRFLOW_LAUNCHER
 PATH="$bundle/python/bin:$bundle/node/bin:$PATH" PYTHONNOUSERSITE=1 exec "$bundle/python/bin/{name}" "$@"
 """
 

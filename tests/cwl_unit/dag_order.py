@@ -18,7 +18,7 @@ from typing import Any
 from cwltool.context import RuntimeContext
 
 from cwl_airflow.cli import load_job
-from cwl_airflow.extensions.operators import strip_cwltool_keys
+from cwl_airflow.steps import strip_cwltool_keys
 from cwl_airflow.workflow import CWLError, CWLWorkflow, decode, encode, job_requirements
 
 

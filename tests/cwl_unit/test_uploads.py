@@ -129,7 +129,7 @@ def test_yaml_aliases_are_found_without_expanding_them():
 
 def test_a_job_may_name_files_under_the_inputs_folder_and_data_roots_only(tmp_path, monkeypatch):
     from cwl_airflow.config import Settings
-    from cwl_airflow.extensions.operators import check_job
+    from cwl_airflow.steps import check_job
 
     inputs, data, etc = tmp_path / "inputs", tmp_path / "data", tmp_path / "etc"
     for folder in (inputs, data, etc):

@@ -17,9 +17,9 @@ from cwl_airflow.extensions.operators import (
     CWLJobDispatcher,
     CWLJobGatherer,
     CWLStepOperator,
-    load_workflow,
     task_id,
 )
+from cwl_airflow.steps import load_workflow
 from cwl_airflow.workflow import CWLError
 
 
