@@ -108,7 +108,7 @@ class Policy:
             elif mount.get("VolumeOptions", {}).get("DriverConfig"):
                 raise Refused("volume drivers are not allowed")
         host["CapDrop"] = ["ALL"]
-        host["SecurityOpt"] = [*(host.get("SecurityOpt") or []), "no-new-privileges:true"]
+        host["SecurityOpt"] = [*(host.get("SecurityOpt") or []), "no-new-privileges"]
         spec["Labels"] = {**(spec.get("Labels") or {}), OWNER_LABEL: str(uid)}
         return spec
 
@@ -194,12 +194,21 @@ async def _forward_body(headers: dict[str, str], reader: asyncio.StreamReader,
 class Proxy:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        # the loop keeps tasks only weakly: a connection whose sockets wait for nothing (an attach
+        # before its container starts) would be collected and closed, its output lost
+        self.tasks: set[asyncio.Task] = set()
+
+    def _keep(self, task: asyncio.Task) -> asyncio.Task:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     async def handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        self._keep(asyncio.current_task())
         peer = client_writer.get_extra_info("socket")
         _, uid, gid = struct.unpack("3i", peer.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         engine_reader, engine_writer = await asyncio.open_unix_connection(self.policy.engine)
-        answers = asyncio.create_task(_pump(engine_reader, client_writer))
+        answers = self._keep(asyncio.create_task(_pump(engine_reader, client_writer)))
         outcome = "next"
         try:
             while outcome == "next":

@@ -1,8 +1,9 @@
 """A warm cwltool in the Airflow daemons that fork a child per unit of work.
 
-A Celery worker forks a process per task, the DAG processor one per DAG file it parses. Their
-main process imports cwltool and loads the CWL schemas once; every child starts with both
-(measured: about 0.9 s of CPU less per DAG parse, 0.6 s per task).
+A Celery worker forks a process per task, the DAG processor one per DAG file it parses, the step
+service (cwl_airflow.steps) one per request. Their main process imports cwltool and loads the
+CWL schemas once; every child starts with both (measured: about 0.9 s of CPU less per DAG parse,
+0.6 s per task).
 """
 
 from __future__ import annotations

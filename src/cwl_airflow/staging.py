@@ -180,6 +180,11 @@ def _unpack(archive: IO[bytes], into: Path, max_bytes: int) -> None:
                 with tar.extractfile(member) as source, target.open("wb") as dest:
                     shutil.copyfileobj(source, dest, CHUNK)
                 target.chmod(0o755 if member.mode & 0o111 else 0o644)
+        # plain modes for folders too: the inputs folder is setgid (its group is the step user's),
+        # and a tool that copies an input folder copies its mode, which the step user may not set
+        for folder in [into, *into.rglob("*")]:
+            if folder.is_dir():
+                folder.chmod(0o755)
     except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile) as err:
         raise ArchiveError(f"not a tar.gz archive: {err}") from None
 

@@ -45,6 +45,7 @@ from cwl_airflow.workflow import CWLError, CWLWorkflow, decode, encode, job_requ
 CWLTOOL_PREFIX = "http://commonwl.org/cwltool#"
 LISTEN_FD = 3  # the first socket systemd passes (sd_listen_fds)
 log = logging.getLogger(__name__)
+relayed = logging.getLogger("cwl_airflow.step")  # what the step service logs, in the caller's log
 
 
 class StepError(Exception):
@@ -222,8 +223,8 @@ def _call_service(path: str, operation: str, arguments: dict[str, Any]) -> Any:
         with conn.makefile("rb") as answers:
             for line in answers:
                 answer = json.loads(line)
-                if "log" in answer:
-                    logging.getLogger(answer["name"]).log(answer["level"], "%s", answer["log"])
+                if "log" in answer:  # one logger: the caller's own cwltool logger would print it twice
+                    relayed.log(answer["level"], "%s", answer["log"])
                 elif "error" in answer and answer["kind"] == "CWLError":
                     raise CWLError(answer["error"], answer.get("unsupported", False))
                 elif "error" in answer:
@@ -242,7 +243,7 @@ class _Relay(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
-            self.send({"log": self.format(record), "level": record.levelno, "name": record.name})
+            self.send({"log": self.format(record), "level": record.levelno})
 
 
 def _serve_one(conn: socket.socket, settings: Settings) -> None:
@@ -315,8 +316,7 @@ def _relay_output(send: Callable[[dict[str, Any]], None]) -> None:
         with os.fdopen(read_end, "rb") as lines:
             for line in lines:
                 with contextlib.suppress(Exception):
-                    send({"log": line.decode(errors="replace").rstrip("\n"), "level": logging.INFO,
-                          "name": "cwl-airflow.step"})
+                    send({"log": line.decode(errors="replace").rstrip("\n"), "level": logging.INFO})
 
     threading.Thread(target=relay, daemon=True).start()
 
@@ -335,7 +335,9 @@ def serve(path: str | None = None) -> int:
     else:
         print("step-server: no socket: run it from its systemd socket or give --socket PATH", file=sys.stderr)
         return 2
-    import cwltool.main  # noqa: F401  (imported once: every child starts with it)
+    from cwl_airflow.preload import warm_up
+
+    warm_up()  # cwltool and the CWL schemas loaded once: every child starts with both
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -75,3 +75,17 @@ def test_size_limits_hold_for_the_archive_and_what_it_unpacks_to(tmp_path):
     with pytest.raises(staging.ArchiveError, match="not a tar.gz"):
         staging.receive_archive([b"plain text"], tmp_path / "uploads", 1000)
     assert not list((tmp_path / "uploads").iterdir())
+
+
+def test_unpacked_folders_carry_no_setgid_bit_of_the_inputs_folder(tmp_path):
+    """The inputs folder is setgid (its files' group is the step user's); a folder copied from
+    an input keeps its mode, and the step user may not set that bit: unpacked folders have none."""
+    (tmp_path / "src" / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "src" / "sub" / "deeper" / "f.txt").write_text("x")
+    archive, _ = staging.make_archive([tmp_path / "src" / "sub"])
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    uploads.chmod(0o2775)
+    folder = staging.receive_archive([archive], uploads, 1 << 20)
+    modes = {p.relative_to(folder).as_posix(): p.stat().st_mode & 0o7777 for p in [folder, *folder.rglob("*")]}
+    assert modes == {".": 0o755, "sub": 0o755, "sub/deeper": 0o755, "sub/deeper/f.txt": 0o644}, modes

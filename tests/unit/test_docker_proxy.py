@@ -32,7 +32,7 @@ def test_a_container_as_cwltool_makes_it_is_confined_and_labelled(policy, folder
     host = made["HostConfig"]
     assert [m["ReadOnly"] for m in host["Mounts"]] == [False, True]  # inputs forced read-only
     assert host["Binds"] == [f"{inputs}:/in2:ro"]
-    assert host["CapDrop"] == ["ALL"] and "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
     assert made["Labels"][OWNER_LABEL] == "1000"
 
 
@@ -98,3 +98,57 @@ def test_containers_are_reached_only_by_their_owner(policy, monkeypatch):
     policy.check_route("GET", "/containers/appliance-test/busybox:latest/json", 1000)
     with pytest.raises(Refused, match="not allowed"):
         policy.check_route("POST", "/containers/mine/exec", 1000)
+
+
+def test_an_idle_attach_keeps_its_stream_until_the_engine_ends_it(tmp_path):
+    """`docker run` attaches, closes its input, then waits for output: the connection idles, and
+    a collected task would close it (the output of 1 run in 20 was lost that way)."""
+    import asyncio
+    import gc
+    import json
+    import os
+    import socket
+    import threading
+
+    from cwl_airflow.docker_proxy import Proxy
+
+    engine_path, proxy_path = str(tmp_path / "engine.sock"), str(tmp_path / "proxy.sock")
+    engine_tasks = []  # the stand-in engine keeps its own tasks: only the proxy is under test
+
+    async def engine(reader, writer):
+        engine_tasks.append(asyncio.current_task())
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"/json" in head.split(b"\r\n")[0]:
+            body = json.dumps({"Config": {"Labels": {OWNER_LABEL: str(os.getuid())}}}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        else:  # the attach: upgraded, then the output once the "container" has run
+            writer.write(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(1)
+            writer.write(b"the output")
+        await writer.drain()
+        writer.close()
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    async def serve():
+        await asyncio.start_unix_server(engine, engine_path)
+        await asyncio.start_unix_server(Proxy(Policy((), (), engine_path)).handle, proxy_path)
+        ready.set()
+
+    threading.Thread(target=lambda: (loop.run_until_complete(serve()), loop.run_forever()), daemon=True).start()
+    assert ready.wait(10)
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(proxy_path)
+        client.sendall(b"POST /v1.41/containers/abc/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: docker\r\n"
+                       b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        received = client.recv(1024)
+        client.shutdown(socket.SHUT_WR)  # no input, as `docker run -i < /dev/null`
+        for _ in range(5):
+            gc.collect()
+        client.settimeout(10)
+        while chunk := client.recv(1024):
+            received += chunk
+    loop.call_soon_threadsafe(loop.stop)
+    assert received.startswith(b"HTTP/1.1 101") and received.endswith(b"the output")
