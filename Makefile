@@ -10,7 +10,7 @@ TESTHOSTS := $(PYTHON) -m testhosts
 # the cwl_airflow package's unit tests need Airflow and cwltool: their own venv (make deps)
 CWL_UNIT := $(VENV)-cwl/bin/python -m pytest tests/cwl_unit --confcutdir=tests/cwl_unit -p no:cacheprovider
 
-.PHONY: help deps wheel test unit lint host host-down bench bench-box lock base-image box box-test conformance portable-python portable
+.PHONY: help deps wheel test unit lint host host-down bench bench-box lock base-image box box-test conformance portable-python portable appimage
 
 # The box (packer/): BOX_OS names a packer/*.pkrvars.hcl; BOX_ACCEL=tcg where KVM does not work.
 BOX_OS ?= debian-12
@@ -65,8 +65,10 @@ bench: deps wheel ## measure provisioning, Airflow and cwl-airflow figures into 
 portable-python: deps ## the portable bundle's CPython, built in Debian 11 (minutes once; then from the cache by the hash of its inputs)
 	$(PYTHON) scripts/portable-python.py
 
-portable: deps wheel ## the portable tarball into build/portable (Packer on a Debian 11 build host; PORTABLE_ARGS=--keep-host)
+portable: deps wheel ## the portable tarball into build/portable and the AppImage into build/appimage (Packer on a Debian 11 build host; PORTABLE_ARGS=--keep-host)
 	$(PYTHON) scripts/portable.py $(PORTABLE_ARGS)
+
+appimage: portable ## the AppImage, build/appimage/cwl-airflow-VERSION-x86_64.AppImage (made with the tarball, from the same tree)
 
 base-image: deps $(BASE_IMAGE) ## build the Debian 12 base image of the box (debootstrap; no download of a cloud image)
 

@@ -1,6 +1,7 @@
-# The portable tarball: ansible/portable.yml (the roles' install tasks) on a Debian 11 build host
-# over ssh, then the project's archive script there (src/portable/archive.py: entry points,
-# byte code, the gates, the tar.gz), brought back and registered. `make portable` boots the build
+# The portable tarball and the AppImage: ansible/portable.yml (the roles' install tasks) on a
+# Debian 11 build host over ssh, then the project's archive script there (src/portable/archive.py:
+# entry points, byte code, the gates, the tar.gz), then the AppImage of the same tree
+# (src/portable/appimage.py, behind appimage/runtime.c), brought back and registered. `make portable` boots the build
 # host from the test hosts' Debian 11 root and gives its address and key. One file, so that
 # Packer 1.6.6 builds it in single-file mode, as the box.
 
@@ -18,6 +19,17 @@ variable "python_archive" {
   description = "The bundle's CPython: the tar.gz scripts/portable-python.py built or found in its cache."
 }
 
+variable "appimage_runtime" {
+  type        = string
+  description = "The AppImage runtime scripts/appimage-runtime.py built or found in its cache."
+}
+
+variable "appimage_update_url" {
+  type        = string
+  description = "Where releases publish the AppImage's .zsync (written into its update information)."
+  default     = "https://downloads.commonwl.org/cwl-airflow"
+}
+
 variable "ansible_command" {
   type        = string
   description = "ansible-playbook to run (make portable uses the project's venv)."
@@ -29,11 +41,22 @@ variable "output_dir" {
   default = "build/portable"
 }
 
+variable "appimage_output_dir" {
+  type    = string
+  default = "build/appimage"
+}
+
 locals {
-  name       = "cwl-airflow-${trimspace(file(abspath("${path.root}/VERSION")))}-linux-x86_64"
-  build_root = "/opt/cwl-airflow-build"
-  # what src/portable/archive.py writes: the tar.gz users download, the smaller tar.zst, checksums
-  files = flatten([for ext in ["tar.gz", "tar.zst"] : ["${local.name}.${ext}", "${local.name}.${ext}.sha256"]])
+  version       = trimspace(file(abspath("${path.root}/VERSION")))
+  name          = "cwl-airflow-${local.version}-linux-x86_64"
+  appimage_name = "cwl-airflow-${local.version}-x86_64"
+  build_root    = "/opt/cwl-airflow-build"
+  # what the scripts write, by where it goes: the tar.gz users download, the smaller tar.zst, the
+  # AppImage, each with its checksum
+  files = merge(
+    { for f in flatten([for ext in ["tar.gz", "tar.zst"] : ["${local.name}.${ext}", "${local.name}.${ext}.sha256"]]) : f => var.output_dir },
+    { for f in ["${local.appimage_name}.AppImage", "${local.appimage_name}.AppImage.sha256"] : f => var.appimage_output_dir },
+  )
 }
 
 source "null" "build_host" {
@@ -70,9 +93,15 @@ build {
     destination = "${local.build_root}/tools"
   }
 
+  provisioner "file" {
+    source      = var.appimage_runtime
+    destination = "${local.build_root}/tools/appimage-runtime"
+  }
+
   provisioner "shell" {
     inline = [
       "cd ${local.build_root}/tools && ${local.build_root}/cwl-airflow/python/bin/python3 -s -B -m portable.archive ${local.build_root}/cwl-airflow ${local.build_root}/out --name ${local.name}",
+      "cd ${local.build_root}/tools && ${local.build_root}/cwl-airflow/python/bin/python3 -s -B -m portable.appimage ${local.build_root}/cwl-airflow ${local.build_root}/out --name ${local.appimage_name} --runtime ${local.build_root}/tools/appimage-runtime --version ${local.version} --update-url ${var.appimage_update_url}",
     ]
   }
 
@@ -82,14 +111,14 @@ build {
     labels   = ["file"]
     content {
       direction   = "download"
-      source      = "${local.build_root}/out/${provisioner.value}"
-      destination = "${var.output_dir}/${provisioner.value}"
+      source      = "${local.build_root}/out/${provisioner.key}"
+      destination = "${provisioner.value}/${provisioner.key}"
     }
   }
 
   post-processors {
     post-processor "artifice" {
-      files = [for f in local.files : "${var.output_dir}/${f}"]
+      files = [for f, dir in local.files : "${dir}/${f}"]
     }
     post-processor "checksum" {
       checksum_types = ["sha256"]

@@ -13,11 +13,9 @@ not a host under test); it takes minutes, the cached archive a moment.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import logging
 import shutil
-import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from testhosts import rootfs
+from testhosts import buildroot
 from testhosts.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,21 +40,17 @@ def facts() -> dict:
     return yaml.safe_load(FACTS.read_text())
 
 
-def build_settings(settings: Settings, portable: dict) -> Settings:
-    return dataclasses.replace(settings, suite=portable["portable_build_suite"])
-
-
-def cache_key(settings: Settings, portable: dict) -> str:
-    h = hashlib.sha256(BUILD_SCRIPT.read_bytes() + ENTRYPOINTS.read_bytes())
-    h.update(f"{PREFIX}\0{BUILD_FOLDER}".encode())
-    h.update(yaml.safe_dump([portable["portable_python"], portable["portable_openssl"]]).encode())
-    h.update(rootfs.cache_key(build_settings(settings, portable)).encode())
-    return h.hexdigest()[:12]
+def recipe(portable: dict) -> buildroot.Build:
+    return buildroot.Build(
+        "portable-python", portable["portable_build_suite"], BUILD_SCRIPT, (ENTRYPOINTS,),
+        (("PREFIX", PREFIX), ("WORK", BUILD_FOLDER), ("SOURCES", "/in"),
+         ("PATCHES_FROM", portable["portable_python"]["patches_from"])),
+        yaml.safe_dump([portable["portable_python"], portable["portable_openssl"]]))
 
 
 def archive_path(settings: Settings, portable: dict) -> Path:
     version = portable["portable_python"]["version"]
-    return settings.cache_dir / f"portable-python-{version}-{cache_key(settings, portable)}.tar.gz"
+    return settings.cache_dir / f"portable-python-{version}-{recipe(portable).cache_key(settings)}.tar.gz"
 
 
 def fetch_sources(settings: Settings, portable: dict, into: Path) -> None:
@@ -81,30 +75,9 @@ def fetch_sources(settings: Settings, portable: dict, into: Path) -> None:
 
 
 def build(settings: Settings, portable: dict, out: Path) -> None:
-    root_settings = build_settings(settings, portable)
-    golden = rootfs.golden(root_settings)
-    scratch = Path(tempfile.mkdtemp(dir=settings.state_dir, prefix="portable-python-"))
-    root, sources, result = scratch / "root", scratch / "sources", scratch / "out"
-    sources.mkdir()
-    result.mkdir()
-    fetch_sources(settings, portable, sources)
-    log.info("copying the %s build root", root_settings.suite)
-    subprocess.run(["cp", "-a", "--reflink=auto", golden, root], check=True)
-    shutil.copy(BUILD_SCRIPT, root / "build.sh")
-    shutil.copy(ENTRYPOINTS, root / "entrypoints.py")
-    # no systemd on the build machine to register with; the build's output on this terminal
-    built = subprocess.run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--as-pid2", "--console=pipe",
-                            "-M", "portable-python", "--resolv-conf=copy-host", "-D", root,
-                            f"--bind-ro={sources}:/sources", f"--bind={result}:/out",
-                            f"--setenv=PREFIX={PREFIX}", f"--setenv=WORK={BUILD_FOLDER}", "--setenv=SOURCES=/sources",
-                            "--setenv=OUT=/out/python.tar.gz",
-                            f"--setenv=PATCHES_FROM={portable['portable_python']['patches_from']}",
-                            "/bin/sh", "/build.sh"])
-    if built.returncode != 0:
-        sys.exit(f"the CPython build failed; its root, with the build in {BUILD_FOLDER}, is kept: {root}")
-    shutil.move(result / "python.tar.gz", f"{out}.tmp")
-    Path(f"{out}.tmp").rename(out)
-    shutil.rmtree(scratch)
+    with tempfile.TemporaryDirectory(dir=settings.state_dir, prefix="portable-python-sources-") as sources:
+        fetch_sources(settings, portable, Path(sources))
+        recipe(portable).run(settings, Path(sources), "python.tar.gz", out)
 
 
 def main() -> int:

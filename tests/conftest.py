@@ -7,6 +7,9 @@ another machine on the network, to check what the appliance exposes.
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,8 @@ from testhosts.playbook import PlaybookResult, run_playbook
 
 # tests/cwl_unit runs in its own venv (Airflow, cwltool): `make unit`
 collect_ignore = ["cwl_unit"]
-LOGS = Path(__file__).resolve().parents[1] / "build" / "test-logs"
+REPO = Path(__file__).resolve().parents[1]
+LOGS = REPO / "build" / "test-logs"
 DAGS = Path(__file__).resolve().parent / "dags"
 AIRFLOW_DAEMONS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
 # the scheduler's periodic cleanup (where MariaDB used to crash it) every 20 s instead of 60 s
@@ -33,6 +37,8 @@ REPORT_PORT = 8765  # the test's report receiver on the appliance host
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--keep-testbed", action="store_true",
                      help="reuse the running test hosts and leave them running (for developing tests)")
+    parser.addoption("--reuse-artifacts", action="store_true",
+                     help="test the tarball and AppImage already in build/ instead of building them (for developing tests)")
     parser.addoption("--box-disk", help="tests/box: the disk of the built box (make box-test)")
     parser.addoption("--box-accel", default="tcg", help="tests/box: qemu accelerator (kvm, tcg)")
 
@@ -184,3 +190,18 @@ def smoke_dag(host, airflow: AirflowClient) -> str:
              owner="airflow", mode="0640")
     airflow.wait_dag("appliance_smoke")
     return "appliance_smoke"
+
+
+@pytest.fixture(scope="session")
+def portable_artifacts(pytestconfig: pytest.Config) -> Path:
+    """build/ with portable/ (the tarballs) and appimage/ (the AppImage), built now by make
+    portable's script (Packer on a Debian 11 build host), as users get them."""
+    build = REPO / "build"
+    if pytestconfig.getoption("--reuse-artifacts") and any(build.glob("appimage/*.AppImage")):
+        return build
+    for old in [*build.glob("portable/cwl-airflow-*"), *build.glob("appimage/cwl-airflow-*")]:
+        old.unlink()
+    subprocess.run([sys.executable, REPO / "scripts/portable.py", "--output-dir", build / "portable",
+                    "--appimage-output-dir", build / "appimage"], check=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    return build

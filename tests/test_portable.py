@@ -8,36 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from normal_user import EXPECTED, SUITES, WORKFLOW, NormalUser
 from testhosts import one_host
 
 REPO = Path(__file__).resolve().parents[1]
-OUTPUT = REPO / "build/portable"
 NAME = f"cwl-airflow-{(REPO / 'packer/VERSION').read_text().strip()}-linux-x86_64"
-WORKFLOW = REPO / "tests/cwl/features.cwl"
-EXPECTED = {"echoed": ["a!", "b!"], "shouted": "A!", "joined": "a! b!"}
 
 
 @pytest.fixture(scope="module")
-def tarball() -> Path:
-    """Built now by make portable's script (Packer on a Debian 11 build host), as users get it."""
-    for old in OUTPUT.glob(f"{NAME}.tar.*"):
-        old.unlink()
-    subprocess.run([sys.executable, REPO / "scripts/portable.py", "--output-dir", OUTPUT], check=True,
-                   env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    return OUTPUT / f"{NAME}.tar.gz"
+def tarball(portable_artifacts) -> Path:
+    return portable_artifacts / "portable" / f"{NAME}.tar.gz"
 
 
 def test_each_archive_comes_with_its_checksum_and_both_hold_the_same_tree(tarball):
     listings = []
-    for archive, option in ((tarball, "--gzip"), (OUTPUT / f"{NAME}.tar.zst", "--zstd")):
+    for archive, option in ((tarball, "--gzip"), (tarball.with_name(f"{NAME}.tar.zst"), "--zstd")):
         digest, name = Path(f"{archive}.sha256").read_text().split()
         assert name == archive.name
         assert digest == hashlib.sha256(archive.read_bytes()).hexdigest()
@@ -45,41 +36,18 @@ def test_each_archive_comes_with_its_checksum_and_both_hold_the_same_tree(tarbal
                                        check=True).stdout)
     assert listings[0] == listings[1]
     assert f"{NAME}/bin/cwl-airflow" in listings[0]
-    assert (OUTPUT / f"{NAME}.tar.zst").stat().st_size < 0.8 * tarball.stat().st_size
+    assert tarball.with_name(f"{NAME}.tar.zst").stat().st_size < 0.8 * tarball.stat().st_size
 
 
-SUITES = ["bullseye", "bookworm", "trixie"]  # Debian 11, 12 and 13
 BUNDLE = f"$HOME/my tools/{NAME}"
-
-
-class User:
-    """A normal user of a test host with no python3 who unpacked the tarball into ~/my tools."""
-
-    def __init__(self, host, suite: str, tarball: Path) -> None:
-        self.host, self.suite = host, suite
-        host.exec("sh", "-c", "apt-get -qq -y purge python3 'python3*-minimal' >/dev/null 2>&1; "
-                              "! command -v python3")
-        host.exec("useradd", "--create-home", "someone")
-        for path in (tarball, WORKFLOW):
-            (host.root / "var/tmp" / path.name).write_bytes(path.read_bytes())  # /tmp is a tmpfs
-        (host.root / "var/tmp/job.json").write_text(json.dumps({"words": ["a", "b"], "shout": True}))
-        self(f'mkdir "$HOME/my tools" && tar -xzf /var/tmp/{tarball.name} -C "$HOME/my tools"')
-
-    def __call__(self, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        out = self.host.exec("runuser", "-u", "someone", "--", "env", "-i", "HOME=/home/someone",
-                             "PATH=/usr/bin:/bin", "sh", "-c", script, check=False)
-        if check:
-            assert out.returncode == 0, f"{self.suite}: {script}\n{out.stdout}\n{out.stderr}"
-        return out
-
-    def processes(self) -> list[str]:
-        return self.host.exec("pgrep", "-a", "-u", "someone", check=False).stdout.splitlines()
 
 
 @pytest.fixture(params=SUITES)
 def user(request, settings, tarball):
     with one_host(f"portable-{request.param}", settings, request.param) as host:
-        yield User(host, request.param, tarball)
+        user = NormalUser(host, request.param, [tarball, WORKFLOW])
+        user(f'mkdir "$HOME/my tools" && tar -xzf /var/tmp/{tarball.name} -C "$HOME/my tools"')
+        yield user
 
 
 def test_its_commands_run_anywhere(user):
@@ -119,11 +87,16 @@ def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
 
 
 def test_a_user_unit_supervises_up_and_restarts_a_killed_daemon(user):
-    """`cwl-airflow user-unit` under the user's own service manager (lingering, no login): up
+    """`cwl-airflow user-unit` under the user's own service manager (no login): up
     comes up, a daemon killed with -9 makes up exit 1 naming it and systemd start it again;
     `systemctl --user stop` leaves no process of the bundle."""
     uid = user.host.exec("id", "-u", "someone").stdout.strip()
-    user.host.exec("loginctl", "enable-linger", "someone")
+    # a minimal Debian has no pam_systemd (which gives a user manager its XDG_RUNTIME_DIR)
+    user.host.exec("sh", "-c", "apt-get -qq update && DEBIAN_FRONTEND=noninteractive "
+                               "apt-get -qq -y install libpam-systemd >/dev/null")
+    # what a login, or lingering (loginctl enable-linger, which Debian 13's logind refuses in a
+    # container), does: the user's service manager started
+    user.host.exec("systemctl", "start", f"user@{uid}.service")
     runtime = f"XDG_RUNTIME_DIR=/run/user/{uid}"
     deadline = time.monotonic() + 60
     while user(f"{runtime} systemctl --user is-system-running", check=False).stdout.strip() not in (
@@ -143,7 +116,7 @@ def test_a_user_unit_supervises_up_and_restarts_a_killed_daemon(user):
             time.sleep(2)
 
     wait_for("ready:")
-    user('pkill -KILL -f "airflow scheduler"')
+    user('pkill -KILL -u someone -f "[a]irflow scheduler"')  # [a]: not this shell's own command line
     wait_for("scheduler exited with status -9")
     wait_for("ready:", 2)  # systemd started up again
     user(f"{runtime} systemctl --user stop cwl-airflow")

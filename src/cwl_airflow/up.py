@@ -14,6 +14,7 @@ The home is $CWL_AIRFLOW_HOME; Airflow's is $AIRFLOW_HOME (the bundle's commands
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -133,6 +134,32 @@ def _locked(home: Path) -> IO[str]:
     return lock
 
 
+def _stop_leftovers(home: Path) -> None:
+    """Daemons of an earlier `up` that was killed (-9) before it could stop them: stopped now, so
+    that they free the port and the database (their process groups are in home/up.pids)."""
+    pids = home / "up.pids"
+    groups = [int(pid) for pid in pids.read_text().split()] if pids.exists() else []
+    left = [group for group in groups if _group_alive(group)]
+    for group in left:
+        _say("up", f"stopping process group {group}, left by an earlier up")
+        os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    while any(_group_alive(group) for group in left) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for group in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    pids.unlink(missing_ok=True)
+
+
+def _group_alive(group: int) -> bool:
+    """Whether the group's leader still runs an `airflow` daemon (not a process that reused its id)."""
+    try:
+        return b"airflow" in Path(f"/proc/{group}/cmdline").read_bytes() and os.getpgid(group) == group
+    except OSError:
+        return False
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -198,6 +225,7 @@ def run(port: int) -> int:
     home, airflow_home = homes()
     prepare(home, airflow_home)
     lock = _locked(home)
+    _stop_leftovers(home)
     if not _port_free(port):
         raise UpError(f"port {port} on 127.0.0.1 is in use: stop what uses it or run `cwl-airflow up --port N`")
     url = configure(home, airflow_home, port)
@@ -217,6 +245,7 @@ def run(port: int) -> int:
     status = 0
     try:
         daemons = [Daemon(name, env) for name in DAEMONS]
+        (home / "up.pids").write_text("".join(f"{d.process.pid}\n" for d in daemons))
         ready = False
         while True:
             ended = [d for d in daemons if d.process.poll() is not None]
@@ -238,6 +267,7 @@ def run(port: int) -> int:
         deadline = time.monotonic() + STOP_SECONDS
         for daemon in daemons:
             daemon.wait_stopped(deadline)
+        (home / "up.pids").unlink(missing_ok=True)
         lock.close()
     _say("up", "stopped")
     return status

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,7 @@ class Host:
             env.write(f"NODE_EXTRA_CA_CERTS={bundle}\nREQUESTS_CA_BUNDLE={bundle}\n")
 
     # ------------------------------------------------------------------ lifecycle
-    def boot(self, settings: Settings) -> None:
+    def boot(self, settings: Settings, devices: Iterable[str] = ()) -> None:
         pip_cache = settings.cache_dir / "pip"
         pip_cache.mkdir(parents=True, exist_ok=True)
         cmd = ["systemd-nspawn", "-D", str(self.root), "-M", self.name, *NSPAWN_FLAGS,
@@ -100,7 +101,7 @@ class Host:
                # one pip cache (root's) for every host: downloads and wheel builds (the MySQL
                # driver) happen once per build machine. Not apt's archive: apt does not wait for
                # its lock, so hosts installing at once would fail.
-               f"--bind={pip_cache}:/root/.cache/pip"]
+               f"--bind={pip_cache}:/root/.cache/pip", *(f"--bind={device}" for device in devices)]
         cgroups = _own_cgroups(f"testhost-{self.name}")
 
         def enter_cgroups() -> None:

@@ -59,11 +59,13 @@ class Testbed:
 
     # ------------------------------------------------------------------ lifecycle
     def up(self, names: Iterable[str], groups: Mapping[str, Iterable[str]] | None = None,
-           hostvars: Mapping[str, Mapping[str, Any]] | None = None, timeout: float = 180) -> list[Host]:
+           hostvars: Mapping[str, Mapping[str, Any]] | None = None, timeout: float = 180,
+           devices: Iterable[str] = ()) -> list[Host]:
         """Boot the hosts not running yet and wait until each has booted and accepts ssh.
 
         ``groups`` maps Ansible group names to host names for the inventory; ``hostvars`` adds
-        inventory variables per host."""
+        inventory variables per host; ``devices`` are the build machine's device nodes the
+        hosts get (e.g. /dev/fuse)."""
         running = {h.name for h in self.hosts() if h.nspawn_pid()}
         names = [n for n in names if n not in running]
         taken = {h.name for tb in Testbed.all(self.settings) for h in tb.hosts()}
@@ -84,7 +86,7 @@ class Testbed:
         try:
             for h in hosts:
                 known += f"{h.name},{h.ip} {h.create(golden, self.settings, pubkey, etc_hosts)}\n"
-                h.boot(self.settings)
+                h.boot(self.settings, devices)
             self.known_hosts.write_text(known)
             self._write_access_files(everyone, groups or {}, hostvars or {})
             for h in hosts:
@@ -153,11 +155,11 @@ class Testbed:
 
 
 @contextlib.contextmanager
-def one_host(name: str, settings: Settings, suite: str) -> Iterator[Host]:
+def one_host(name: str, settings: Settings, suite: str, devices: Iterable[str] = ()) -> Iterator[Host]:
     """A testbed `name` of one fresh host (also `name`) of Debian `suite`, removed afterwards."""
     testbed = Testbed(name, dataclasses.replace(settings, suite=suite))
     testbed.down()  # what an interrupted earlier run may have left
     try:
-        yield testbed.up([name])[0]
+        yield testbed.up([name], devices=devices)[0]
     finally:
         testbed.down()

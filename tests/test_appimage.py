@@ -1,0 +1,125 @@
+"""The AppImage (make appimage): a type-2 image of the portable bundle behind the project's
+runtime, on test hosts of Debian 11, 12 and 13 with no python3, run by a normal user from a path
+with a space: first where FUSE cannot be used (no fuse3, /dev/fuse root's only: the runtime extracts and runs by
+itself), then with FUSE; `up` until healthy, a workflow through `run`, Ctrl-C-like SIGTERM and
+kill -9 of the image's process, and what the next `up` cleans."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from normal_user import EXPECTED, SUITES, WORKFLOW, NormalUser
+from portable.appimage import APP_ID
+from testhosts import one_host
+
+REPO = Path(__file__).resolve().parents[1]
+VERSION = (REPO / "packer/VERSION").read_text().strip()
+NAME = f"cwl-airflow-{VERSION}-x86_64.AppImage"
+APP = f"$HOME/my tools/{NAME}"
+HOME = "$HOME/.local/share/cwl-airflow"
+
+
+@pytest.fixture(scope="module")
+def appimage(portable_artifacts) -> Path:
+    return portable_artifacts / "appimage" / NAME
+
+
+def elf_section(data: bytes, name: str) -> bytes:
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = headers[shstrndx][4]
+    for header in headers:
+        start = names + header[0]
+        if data[start:data.index(b"\0", start)] == name.encode():
+            return data[header[4]:header[4] + header[5]]
+    raise AssertionError(f"no section {name}")
+
+
+def test_the_file_is_a_type2_appimage_with_its_checksum(appimage, tmp_path):
+    data = appimage.read_bytes()
+    assert data[:4] == b"\x7fELF" and data[8:11] == b"AI\x02"
+    digest, name = Path(f"{appimage}.sha256").read_text().split()
+    assert (digest, name) == (hashlib.sha256(data).hexdigest(), NAME)
+    offset = int(subprocess.run([appimage, "--appimage-offset"], capture_output=True, text=True, check=True).stdout)
+    assert data[offset:offset + 4] == b"hsqs"  # the squashfs right after the ELF
+    update = elf_section(data, ".upd_info").rstrip(b"\0").decode()
+    assert update.startswith("zsync|") and update.endswith("cwl-airflow-latest-x86_64.AppImage.zsync")
+    assert len(elf_section(data, ".sha256_sig")) >= 512
+    assert VERSION in subprocess.run([appimage, "--appimage-version"], capture_output=True, text=True).stdout
+    subprocess.run([appimage, "--appimage-extract", "cwl-airflow.desktop"], cwd=tmp_path, check=True)
+    assert [p.name for p in (tmp_path / "squashfs-root").iterdir()] == ["cwl-airflow.desktop"]
+
+
+@pytest.fixture(params=SUITES)
+def user(request, settings, appimage):
+    with one_host(f"appimage-{request.param}", settings, request.param, devices=["/dev/fuse"]) as host:
+        user = NormalUser(host, request.param, [appimage, WORKFLOW])
+        user(f'mkdir "$HOME/my tools" && cp /var/tmp/{NAME} "{APP}" && chmod +x "{APP}"')
+        yield user
+
+
+def start_up(user, log: str) -> None:
+    user(f'cd "$HOME" && setsid "{APP}" > "$HOME/{log}" 2>&1 < /dev/null &')
+    user.wait_for(f"$HOME/{log}", "ready:")
+
+
+def up_pid(user) -> str:
+    return user(f'cat "{HOME}/up.lock"').stdout.strip()
+
+
+def stopped(user) -> bool:
+    return user.processes() == [] and user("ls -d /tmp/.mount_* 2>/dev/null", check=False).stdout == ""
+
+
+def wait_stopped(user) -> None:
+    deadline = time.monotonic() + 90
+    while not stopped(user):
+        assert time.monotonic() < deadline, (user.processes(), user("ls -d /tmp/.mount_*", check=False).stdout)
+        time.sleep(1)
+
+
+def test_it_runs_the_platform_without_fuse_and_with_it(user):
+    # no fuse3 (and /dev/fuse root's only): the runtime says why once and runs an extracted copy
+    start_up(user, "no-fuse.log")
+    log = user('cat "$HOME/no-fuse.log"').stdout
+    assert log.count("FUSE is not usable here (") == 1 and "running from an extracted copy" in log, log[:2000]
+    user(f'kill -TERM {up_pid(user)}')
+    wait_stopped(user)
+
+    user.host.exec("sh", "-c", "apt-get -qq update && DEBIAN_FRONTEND=noninteractive "
+                               "apt-get -qq -y install fuse3 >/dev/null && chmod 0666 /dev/fuse")
+    start_up(user, "fuse.log")
+    assert "FUSE is not usable" not in user('cat "$HOME/fuse.log"').stdout
+    assert "fuse.appimage" in user("cat /proc/mounts").stdout
+    out = user(f'cd "$HOME" && "{APP}" run --quiet --outdir "$HOME/out" /var/tmp/{WORKFLOW.name} /var/tmp/job.json')
+    assert json.loads(out.stdout) == EXPECTED
+    user(f'kill -TERM {up_pid(user)}')
+    wait_stopped(user)
+
+    # kill -9 of the image's process: the next up stops what it left and cleans the mount
+    start_up(user, "killed.log")
+    user(f'kill -KILL {up_pid(user)}')
+    start_up(user, "after.log")
+    assert "left by an earlier up" in user('cat "$HOME/after.log"').stdout
+    listed = user(f'"{APP}" status').stdout
+    assert "cwl_features" in listed  # the workflow run before the kill is still known
+    user(f'kill -TERM {up_pid(user)}')
+    wait_stopped(user)
+
+    if user.suite == "bookworm":  # the AppDir's metadata, checked by the freedesktop tools
+        user.host.exec("sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get -qq -y install "
+                                   "desktop-file-utils appstream >/dev/null")
+        user(f'cd "$HOME" && "{APP}" --appimage-extract >/dev/null')
+        root = "$HOME/squashfs-root"
+        user(f'desktop-file-validate "{root}/cwl-airflow.desktop"')
+        user(f'appstreamcli validate --no-net "{root}/usr/share/metainfo/{APP_ID}.appdata.xml"')
+        icon = (user.host.root / "home/someone/squashfs-root/.DirIcon").read_bytes()
+        assert icon[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", icon[16:24]) == (256, 256)
