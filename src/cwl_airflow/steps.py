@@ -34,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import psutil
 from cwltool.argparser import arg_parser
 from cwltool.context import RuntimeContext
 from schema_salad.ref_resolver import uri_file_path
@@ -273,6 +274,9 @@ def _serve_one(conn: socket.socket, settings: Settings) -> None:
             while conn.recv(1):
                 pass
         kill_step(settings, arguments)
+        for child in psutil.Process().children(recursive=True):  # also any that left the group
+            with contextlib.suppress(psutil.Error):
+                child.kill()
         os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True).start()

@@ -79,10 +79,13 @@ def test_errors_cross_with_their_reason(service):
     assert steps.run("validate", settings, workflow=str(tool)) is None
 
 
+PAUSE = 271828  # seconds: a command line no other process on the machine has
+
+
 def test_a_caller_that_goes_away_ends_its_step(service):
     """A stopped task closes its connection: the step's processes end with it."""
     settings, tool = service
-    job = steps.run("dispatch", settings, workflow=str(tool), job=encode({"msg": "x", "pause": 300}),
+    job = steps.run("dispatch", settings, workflow=str(tool), job=encode({"msg": "x", "pause": PAUSE}),
                     dag_id="d", run_id="r", )
     request = {"operation": "step", "arguments": {"workflow": str(tool), "job": job, "finished": {}, "dag_id": "d",
                                                   "run_id": "r", "step_name": "tool", "task_id": "tool"}}
@@ -90,11 +93,11 @@ def test_a_caller_that_goes_away_ends_its_step(service):
         conn.connect(settings.step_socket)
         conn.sendall(json.dumps(request).encode() + b"\n")
         deadline = time.monotonic() + 30
-        while subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True).returncode:
+        while subprocess.run(["pgrep", "-fx", f"sleep {PAUSE}"], capture_output=True).returncode:
             assert time.monotonic() < deadline, "the step did not start"
             time.sleep(0.2)
     deadline = time.monotonic() + 10
-    while not subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True).returncode:
+    while not subprocess.run(["pgrep", "-fx", f"sleep {PAUSE}"], capture_output=True).returncode:
         assert time.monotonic() < deadline, "the step outlived its caller"
         time.sleep(0.2)
 
