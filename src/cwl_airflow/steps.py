@@ -262,9 +262,10 @@ def _serve_one(conn: socket.socket, settings: Settings) -> None:
     relay = _Relay(send)
     relay.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
-    for handler in root.handlers[:] + logging.getLogger("cwltool").handlers[:]:
-        handler.close()
-        (root if handler in root.handlers else logging.getLogger("cwltool")).removeHandler(handler)
+    for logger in (root, logging.getLogger("cwltool")):  # the service's journal handlers, and cwltool's own
+        for handler in logger.handlers[:]:
+            logger.removeHandler(handler)
+            handler.close()
     root.addHandler(relay)
     root.setLevel(logging.INFO)
     _relay_output(send)
@@ -273,11 +274,13 @@ def _serve_one(conn: socket.socket, settings: Settings) -> None:
         with contextlib.suppress(OSError):
             while conn.recv(1):
                 pass
-        kill_step(settings, arguments)
-        for child in psutil.Process().children(recursive=True):  # also any that left the group
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-        os.killpg(0, signal.SIGKILL)
+        try:
+            kill_step(settings, arguments)
+        finally:  # whatever that met, nothing the request started may stay
+            for child in psutil.Process().children(recursive=True):  # also any that left the group
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True).start()
     if operation == "validate":

@@ -78,9 +78,9 @@ class CWLJobGatherer(_CWLOperator):
     """Collects the workflow's outputs into the run's output folder; removes the tmp data."""
 
     def execute(self, context: Any) -> str:
-        steps_done = list(load_workflow(self.workflow, decode(self._job(context))).steps)
-        return steps.run("gather", job=self._job(context), finished=self._results(context, steps_done),
-                         **self._run(context))
+        job = self._job(context)
+        steps_done = list(load_workflow(self.workflow, decode(job)).steps)
+        return steps.run("gather", job=job, finished=self._results(context, steps_done), **self._run(context))
 
 
 def task_id(step: str) -> str:
