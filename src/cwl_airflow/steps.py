@@ -270,10 +270,15 @@ def _serve_one(conn: socket.socket, settings: Settings) -> None:
     root.setLevel(logging.INFO)
     _relay_output(send)
 
+    # Whoever takes it ends this process: the watcher never lets go (it ends with SIGKILL to the
+    # group), so a request whose tool it just killed cannot return and exit before the group is killed.
+    ending = threading.Lock()
+
     def watch() -> None:  # the caller hung up: stop everything this request started
         with contextlib.suppress(OSError):
             while conn.recv(1):
                 pass
+        ending.acquire()
         try:
             kill_step(settings, arguments)
         finally:  # whatever that met, nothing the request started may stay
@@ -285,6 +290,15 @@ def _serve_one(conn: socket.socket, settings: Settings) -> None:
     threading.Thread(target=watch, daemon=True).start()
     if operation == "validate":
         _limit(*VALIDATION_LIMITS)
+    try:
+        _answer(send, settings, operation, arguments)
+    finally:
+        ending.acquire()
+
+
+def _answer(send: Callable[[dict[str, Any]], None], settings: Settings, operation: str,
+            arguments: dict[str, Any]) -> None:
+    """Do the operation; send its result, or its error with the reason."""
     try:
         if operation not in OPERATIONS:
             raise StepError(f"unknown operation {operation!r}")
