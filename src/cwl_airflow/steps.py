@@ -54,13 +54,14 @@ class StepError(Exception):
 
 
 @lru_cache(maxsize=8)
-def _workflow(path: str, mtime: float, requirements: str) -> CWLWorkflow:
-    return CWLWorkflow(path, json.loads(requirements))
+def _workflow(path: str, mtime: float, requirements: str, formats: bool) -> CWLWorkflow:
+    return CWLWorkflow(path, json.loads(requirements), formats=formats)
 
 
-def load_workflow(path: str, job: dict[str, Any] | None = None) -> CWLWorkflow:
-    """The workflow (with the job's `cwl:requirements`), loaded once per process and file version."""
-    return _workflow(path, os.stat(path).st_mtime, json.dumps(job_requirements(job or {})))
+def load_workflow(path: str, job: dict[str, Any] | None = None, formats: bool = True) -> CWLWorkflow:
+    """The workflow (with the job's `cwl:requirements`), loaded once per process and file version;
+    `formats=False` for its structure only (see CWLWorkflow)."""
+    return _workflow(path, os.stat(path).st_mtime, json.dumps(job_requirements(job or {})), formats)
 
 
 def _runtime(settings: Settings, outdir: Path, run_tmp: Path, prefix: str) -> RuntimeContext:

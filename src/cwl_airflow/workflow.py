@@ -144,12 +144,15 @@ class CWLWorkflow:
     """A loaded CWL document: its steps for the DAG, and what each task does."""
 
     def __init__(self, path: str | Path, requirements: list[dict[str, Any]] | None = None,
-                 confined_to: tuple[Path, ...] | None = None) -> None:
-        """`confined_to`: read nothing but the document and files under these folders (an upload)."""
+                 confined_to: tuple[Path, ...] | None = None, formats: bool = True) -> None:
+        """`confined_to`: read nothing but the document and files under these folders (an upload).
+        `formats=False`: without the ontologies of `$schemas` (EDAM takes seconds to parse), for
+        what needs only the document's structure (a DAG); formats cannot be checked then."""
         self.path = Path(str(path).split("#", 1)[0]).resolve()
         uri = file_uri(str(self.path)) + ("#" + str(path).split("#", 1)[1] if "#" in str(path) else "")
         try:
-            context = LoadingContext({"construct_tool_object": default_make_tool, "do_update": True})
+            context = LoadingContext({"construct_tool_object": default_make_tool, "do_update": True,
+                                      "skip_schemas": not formats})
             if confined_to is not None:
                 context.fetcher_constructor = _confined_fetcher(file_uri(str(self.path)), confined_to)
             context, document, uri = fetch_document(uri, context)

@@ -86,3 +86,43 @@ def test_dag_puts_steps_on_queues_by_resource_requirement():
             queues.load(path)
     finally:
         path.unlink()
+
+
+ONTOLOGY = """@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+<http://example.org/formats#fasta> rdfs:subClassOf <http://example.org/formats#sequence> .
+"""
+FORMATTED = """cwlVersion: v1.2
+class: CommandLineTool
+$namespaces: {fmt: "http://example.org/formats#"}
+$schemas: [formats.ttl]
+baseCommand: cat
+inputs: {reads: {type: File, format: "fmt:sequence", inputBinding: {}}}
+outputs: {out: stdout}
+"""
+
+
+def test_the_dag_is_built_without_parsing_ontologies_which_jobs_are_still_checked_against(tmp_path, monkeypatch):
+    """Every parse of a DAG file loads its workflow (API server, DAG processor, each task): the
+    ontologies of `$schemas` (EDAM: seconds each time) are needed only where formats are checked."""
+    import rdflib
+
+    (tmp_path / "formats.ttl").write_text(ONTOLOGY)
+    (tmp_path / "tool.cwl").write_text(FORMATTED)
+    parsed = []
+    parse = rdflib.Graph.parse
+
+    def counted_parse(graph, *args, **kwargs):
+        parsed.append(kwargs.get("publicID"))
+        return parse(graph, *args, **kwargs)
+
+    monkeypatch.setattr(rdflib.Graph, "parse", counted_parse)
+    CWLDAG(dag_id="formats", workflow=str(tmp_path / "tool.cwl"))
+    assert parsed == []
+
+    (tmp_path / "reads.fa").write_text(">x\nACGT\n")
+    wf = CWLWorkflow(tmp_path / "tool.cwl")
+    reads = {"class": "File", "location": "reads.fa"}
+    wf.prepare_job({"reads": {**reads, "format": "fmt:fasta"}}, tmp_path)  # a subclass, by the ontology
+    with pytest.raises(CWLError, match="format"):
+        wf.prepare_job({"reads": {**reads, "format": "fmt:protein"}}, tmp_path)
+    assert len(parsed) == 1

@@ -49,7 +49,7 @@ class CWLDAG(DAG):
             raise CWLError("CWLDAG needs workflow=<path of a CWL file>")
         path = str(Path(workflow).expanduser().resolve())
         try:
-            wf = load_workflow(path)
+            wf = load_workflow(path, formats=False)  # every parse of the DAG file loads it
         except (CWLError, OSError) as err:
             raise CWLError(f"{path}: {getattr(err, 'reason', err)}") from None
         kwargs.setdefault("schedule", None)

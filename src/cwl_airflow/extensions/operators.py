@@ -61,7 +61,7 @@ class CWLStepOperator(_CWLOperator):
 
     def execute(self, context: Any) -> str:
         job = self._job(context)
-        upstream = next(s.upstream for s in load_workflow(self.workflow, decode(job)).dag_steps()
+        upstream = next(s.upstream for s in load_workflow(self.workflow, decode(job), formats=False).dag_steps()
                         if s.name == self.step)
         self._arguments = {**self._run(context), "step_name": self.step, "task_id": self.task_id}
         return steps.run("step", job=job, finished=self._results(context, sorted(upstream)), **self._arguments)
@@ -79,7 +79,7 @@ class CWLJobGatherer(_CWLOperator):
 
     def execute(self, context: Any) -> str:
         job = self._job(context)
-        steps_done = list(load_workflow(self.workflow, decode(job)).steps)
+        steps_done = list(load_workflow(self.workflow, decode(job), formats=False).steps)
         return steps.run("gather", job=job, finished=self._results(context, steps_done), **self._run(context))
 
 
