@@ -160,7 +160,9 @@ class CWLWorkflow:
             if requirements:
                 if self.loading_context.metadata.get(ORIGINAL_CWLVERSION) == "v1.0":
                     raise CWLError("`cwl:requirements` in the job is not part of CWL v1.0")
-                self.loading_context.overrides_list.append({"overrideTarget": uri, "requirements": requirements})
+                # a packed document's process is its #main (cwltool's choice when none is named)
+                target = uri + "#main" if "#" not in uri and "$graph" in document else uri
+                self.loading_context.overrides_list.append({"overrideTarget": target, "requirements": requirements})
             self.process: Process = make_tool(uri, self.loading_context)
         except UnsupportedRequirement as err:
             raise CWLError(str(err), unsupported=True) from None

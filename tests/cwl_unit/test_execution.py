@@ -34,3 +34,17 @@ def test_files_flow_between_steps_and_land_in_the_output_folder(tmp_path):
     out = run_like_the_dag(CWL / "conformance" / "echo.cwl", {"message": "hi"}, CWL, tmp_path, tmp_path / "out")
     assert out["out"]["location"] == (tmp_path / "out" / "out.txt").as_uri()
     assert (tmp_path / "out" / "out.txt").read_text() == "hi\n"
+
+
+def test_a_jobs_requirements_apply_to_a_packed_document(tmp_path):
+    """Uploads are packed (`$graph`, the process `#main`): the job's `cwl:requirements` must
+    reach that process, as they reach the file it was packed from."""
+    packed = {"cwlVersion": "v1.2", "$graph": [{
+        "class": "CommandLineTool", "id": "#main", "baseCommand": ["sh", "-c", "echo $TEST_ENV"],
+        "inputs": [{"id": "#main/in", "type": "string"}], "stdout": "out",
+        "outputs": [{"id": "#main/out", "type": "File", "outputBinding": {"glob": "out"}}]}]}
+    (tmp_path / "packed.cwl").write_text(json.dumps(packed))
+    job = {"in": "from the job", "cwl:requirements": [
+        {"class": "EnvVarRequirement", "envDef": [{"envName": "TEST_ENV", "envValue": "$(inputs.in)"}]}]}
+    out = run_like_the_dag(str(tmp_path / "packed.cwl"), job, tmp_path, tmp_path / "tmp", tmp_path / "out")
+    assert Path(out["out"]["location"].removeprefix("file://")).read_text() == "from the job\n"
