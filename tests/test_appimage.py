@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 import subprocess
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import Browser
 from normal_user import EXPECTED, SUITES, WORKFLOW, NormalUser
 from portable.appimage import APP_ID
 from testhosts import one_host
@@ -101,6 +103,8 @@ def test_it_runs_the_platform_without_fuse_and_with_it(user):
     assert "fuse.appimage" in user("cat /proc/mounts").stdout
     out = user(f'cd "$HOME" && "{APP}" run --quiet --outdir "$HOME/out" /var/tmp/{WORKFLOW.name} /var/tmp/job.json')
     assert json.loads(out.stdout) == EXPECTED
+    if user.suite == "bookworm":
+        look_at_the_ui(user, user('cat "$HOME/fuse.log"').stdout)
     user(f'kill -TERM {up_pid(user)}')
     wait_stopped(user)
 
@@ -123,3 +127,30 @@ def test_it_runs_the_platform_without_fuse_and_with_it(user):
         user(f'appstreamcli validate --no-net "{root}/usr/share/metainfo/{APP_ID}.appdata.xml"')
         icon = (user.host.root / "home/someone/squashfs-root/.DirIcon").read_bytes()
         assert icon[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", icon[16:24]) == (256, 256)
+
+
+SCREENSHOT = REPO / "build/test-logs/appimage-ui.png"  # the README's docs/images/airflow-ui.png comes from here
+
+
+def look_at_the_ui(user, log: str) -> None:
+    """The Airflow UI the AppImage serves, in headless Chromium: log in with the generated
+    password, find the example workflow's DAG and its finished run."""
+    url, passwords = re.search(r"ready: (\S+) \(user admin, password in (.+)\)", log).groups()
+    password = json.loads(user(f'cat "{passwords}"').stdout)["admin"]
+    dag_id = re.search(r"cwl_features_[0-9a-f]{12}", user(f'"{APP}" status').stdout).group(0)
+    user.host.exec("sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get -qq -y install chromium >/dev/null")
+    with Browser(user.host, "someone") as browser:
+        browser.open(url)
+        browser.wait_for("!!document.querySelector('input[type=password]')", "the login form")
+        browser.type_into("input:not([type=password])", "admin")
+        browser.type_into("input[type=password]", password)
+        browser.evaluate("document.querySelector('button[type=submit]').click()")
+        browser.wait_for("!location.pathname.startsWith('/auth')", "the page after logging in")
+        browser.open(f"{url}/dags/{dag_id}/runs")
+        browser.wait_for(f"document.body.innerText.includes({json.dumps(dag_id)})", "the workflow's DAG")
+        browser.wait_for("document.body.innerText.includes('Success')", "its finished run")
+        browser.open(f"{url}/dags/{dag_id}")  # the overview, with a task per step in the grid
+        browser.wait_for("document.body.innerText.includes('CWLJobGatherer')", "the workflow's tasks")
+        time.sleep(2)  # the charts draw themselves
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.write_bytes(browser.screenshot())
