@@ -37,7 +37,7 @@ from cwltool.load_tool import fetch_document, make_tool, resolve_and_validate_do
 from cwltool.process import Process, add_sizes, shortname
 from cwltool.stdfsaccess import StdFsAccess
 from cwltool.update import ORIGINAL_CWLVERSION
-from cwltool.utils import adjustDirObjs, aslist, normalizeFilesDirs, trim_listing, visit_class
+from cwltool.utils import adjustDirObjs, aslist, get_listing, normalizeFilesDirs, trim_listing, visit_class
 from cwltool.workflow import Workflow, WorkflowStep, default_make_tool
 from cwltool.workflow_job import WorkflowJob, WorkflowStateItem
 from ruamel.yaml import YAML
@@ -261,7 +261,16 @@ class CWLWorkflow:
                 short = shortname(port["id"])
                 if short in result["outputs"]:
                     state[port["id"]] = WorkflowStateItem(port, result["outputs"][short], result["status"])
+        if self._updates_in_place:
+            for item in state.values():
+                adjustDirObjs(item.value, _list_again)
         return state
+
+    @functools.cached_property
+    def _updates_in_place(self) -> bool:
+        """Whether a step may change its input directories in place (InplaceUpdateRequirement)."""
+        return any((step.embedded_tool.get_requirement("InplaceUpdateRequirement")[0] or {}).get("inplaceUpdate")
+                   for step in self.steps.values() if step is not None)
 
     def _execute(self, process: Any, job: dict[str, Any], runtime: RuntimeContext) -> dict[str, Any]:
         runtime = runtime.copy()
@@ -271,6 +280,17 @@ class CWLWorkflow:
         if status not in ("success", "skipped") or out is None:
             raise WorkflowException(f"cwltool finished with status {status}")
         return {shortname(k): v for k, v in out.items()}
+
+
+def _list_again(directory: dict[str, Any]) -> None:
+    """A listing recorded when an earlier step ended, read again from the directory: a later
+    step may have changed it in place (in cwltool's own process both see one object)."""
+    location = directory.get("location", "")
+    if "listing" not in directory or not location.startswith("file://"):
+        return
+    deep = any("listing" in entry for entry in directory["listing"] if entry.get("class") == "Directory")
+    del directory["listing"]
+    get_listing(StdFsAccess(""), directory, recursive=deep)
 
 
 def _listed_directories(value: Any) -> set[str]:

@@ -48,3 +48,47 @@ def test_a_jobs_requirements_apply_to_a_packed_document(tmp_path):
         {"class": "EnvVarRequirement", "envDef": [{"envName": "TEST_ENV", "envValue": "$(inputs.in)"}]}]}
     out = run_like_the_dag(str(tmp_path / "packed.cwl"), job, tmp_path, tmp_path / "tmp", tmp_path / "out")
     assert Path(out["out"]["location"].removeprefix("file://")).read_text() == "from the job\n"
+
+
+IN_PLACE = """cwlVersion: v1.2
+class: Workflow
+requirements: {InlineJavascriptRequirement: {}}
+inputs: []
+outputs: {seen: {type: "string[]", outputSource: look/seen}}
+steps:
+  make:
+    in: {}
+    out: [dir]
+    run:
+      class: CommandLineTool
+      inputs: []
+      arguments: [mkdir, made]
+      outputs: {dir: {type: Directory, outputBinding: {glob: made}}}
+  change:
+    in: {dir: make/dir}
+    out: [dir]
+    run:
+      class: CommandLineTool
+      requirements:
+        InitialWorkDirRequirement: {listing: [{entry: $(inputs.dir), entryname: inp, writable: true}]}
+        InplaceUpdateRequirement: {inplaceUpdate: true}
+      inputs: {dir: Directory}
+      arguments: [touch, inp/added]
+      outputs: {dir: {type: Directory, outputBinding: {glob: inp}}}
+  look:
+    in: {dir: make/dir, after: change/dir}
+    out: [seen]
+    run:
+      class: ExpressionTool
+      inputs: {dir: {type: Directory, loadListing: shallow_listing}, after: Directory}
+      outputs: {seen: "string[]"}
+      expression: '$({"seen": inputs.dir.listing.map(function(f) { return f.basename; })})'
+"""
+
+
+def test_a_later_step_sees_what_an_earlier_one_changed_in_place(tmp_path):
+    """The first step's listing went through XCom before the second step added a file to its
+    directory in place: the third step lists that directory as it is now."""
+    (tmp_path / "in-place.cwl").write_text(IN_PLACE)
+    out = run_like_the_dag(str(tmp_path / "in-place.cwl"), {}, tmp_path, tmp_path / "tmp", tmp_path / "out")
+    assert out == {"seen": ["added"]}
