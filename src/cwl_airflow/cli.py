@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import gzip
 import hashlib
 import io
@@ -24,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import MutableMapping, MutableSequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,9 +181,34 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _packed(workflow: CWLWorkflow) -> Any:
     """The document and everything it references ($import, run:, $include) as one document."""
-    from cwltool.pack import pack
+    import cwltool.pack
 
-    return pack(workflow.loading_context, workflow.id)
+    # cwltool's pack replaces each object whose id it has seen by an $import of the first one; a
+    # tool may give an input and an output one id (cwltool warns and runs it): its output became
+    # a copy of its input. Here only an object equal to the first of its id is replaced.
+    shared = cwltool.pack.import_embed
+    cwltool.pack.import_embed = lambda document, _seen: _import_repeats(document, {})
+    try:
+        return cwltool.pack.pack(workflow.loading_context, workflow.id)
+    finally:
+        cwltool.pack.import_embed = shared
+
+
+def _import_repeats(value: Any, first: dict[str, Any]) -> None:
+    """Objects equal to an earlier object of the same id (or name) become an $import of it."""
+    if isinstance(value, MutableSequence):
+        for item in value:
+            _import_repeats(item, first)
+    elif isinstance(value, MutableMapping):
+        ident = next((value[key] for key in ("id", "name") if isinstance(value.get(key), str)), None)
+        if ident is not None and ident in first and first[ident] == value:
+            value.clear()
+            value["$import"] = ident
+            return
+        if ident is not None and ident not in first:
+            first[ident] = copy.deepcopy(value)
+        for key in sorted(value):
+            _import_repeats(value[key], first)
 
 
 def _yaml(document: Any) -> bytes:

@@ -92,3 +92,46 @@ def test_a_later_step_sees_what_an_earlier_one_changed_in_place(tmp_path):
     (tmp_path / "in-place.cwl").write_text(IN_PLACE)
     out = run_like_the_dag(str(tmp_path / "in-place.cwl"), {}, tmp_path, tmp_path / "tmp", tmp_path / "out")
     assert out == {"seen": ["added"]}
+
+
+# the suite's iwd-subdir: each tool gives its input and its output one id
+SAME_ID_TOOLS = {
+    "subdir.cwl": """cwlVersion: v1.2
+class: CommandLineTool
+requirements: {InitialWorkDirRequirement: {listing: [{entry: $(inputs.dir), writable: false}]}}
+inputs: {dir: Directory}
+outputs: {dir: {type: Directory, outputBinding: {glob: dir/inner}}}
+baseCommand: "true"
+""",
+    "passthrough.cwl": """cwlVersion: v1.2
+class: CommandLineTool
+requirements: {InitialWorkDirRequirement: {listing: [{entry: $(inputs.dir), writable: false}]}}
+inputs: {dir: Directory}
+outputs: {dir: {type: Directory, outputBinding: {glob: $(inputs.dir.basename)}}}
+baseCommand: "true"
+""",
+    "workflow.cwl": """cwlVersion: v1.2
+class: Workflow
+inputs: {dir: Directory}
+outputs: {out: {type: Directory, outputSource: again/dir}}
+steps:
+  inner: {run: subdir.cwl, in: {dir: dir}, out: [dir]}
+  again: {run: passthrough.cwl, in: {dir: inner/dir}, out: [dir]}
+"""}
+
+
+def test_a_tool_whose_input_and_output_share_an_id_is_packed_as_it_is(tmp_path):
+    """cwltool runs such a tool (with a warning); packing it for an upload made an output an
+    $import of its input, so the step's output was missing."""
+    from cwl_airflow import cli
+    from cwl_airflow.workflow import CWLWorkflow
+
+    for name, text in SAME_ID_TOOLS.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "packed.cwl").write_bytes(cli._yaml(cli._packed(CWLWorkflow(tmp_path / "workflow.cwl"))))
+    (tmp_path / "dir/inner").mkdir(parents=True)
+    (tmp_path / "dir/inner/file").write_text("x")
+    job = {"dir": {"class": "Directory", "location": "dir"}}
+    out = run_like_the_dag(str(tmp_path / "packed.cwl"), job, tmp_path, tmp_path / "tmp", tmp_path / "out")
+    assert out["out"]["basename"] == "inner"
+    assert [entry["basename"] for entry in out["out"]["listing"]] == ["file"]
