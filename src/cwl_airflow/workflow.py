@@ -242,6 +242,9 @@ class CWLWorkflow:
             outputs = self._execute(self.process, _job_only(inputs), runtime)
             return {"status": "success", "outputs": outputs}
         part = _WorkflowPart(self.process, self._state(finished), self.steps[name].id)
+        if _updates_in_place(self.steps[name]):  # its outputs are its inputs, changed: left where they
+            runtime = runtime.copy()  # are (the run's tmp folder goes when the run ends)
+            runtime.move_outputs, runtime.rm_tmpdir = "leave", False
         outputs = self._execute(part, _job_only(inputs), runtime)
         return {"status": part.step_status, "outputs": outputs}
 
@@ -268,9 +271,7 @@ class CWLWorkflow:
 
     @functools.cached_property
     def _updates_in_place(self) -> bool:
-        """Whether a step may change its input directories in place (InplaceUpdateRequirement)."""
-        return any((step.embedded_tool.get_requirement("InplaceUpdateRequirement")[0] or {}).get("inplaceUpdate")
-                   for step in self.steps.values() if step is not None)
+        return any(_updates_in_place(step) for step in self.steps.values() if step is not None)
 
     def _execute(self, process: Any, job: dict[str, Any], runtime: RuntimeContext) -> dict[str, Any]:
         runtime = runtime.copy()
@@ -280,6 +281,11 @@ class CWLWorkflow:
         if status not in ("success", "skipped") or out is None:
             raise WorkflowException(f"cwltool finished with status {status}")
         return {shortname(k): v for k, v in out.items()}
+
+
+def _updates_in_place(step: WorkflowStep) -> bool:
+    """Whether the step may change its inputs in place (InplaceUpdateRequirement)."""
+    return bool((step.embedded_tool.get_requirement("InplaceUpdateRequirement")[0] or {}).get("inplaceUpdate"))
 
 
 def _list_again(directory: dict[str, Any]) -> None:
