@@ -264,13 +264,13 @@ class CWLWorkflow:
                 short = shortname(port["id"])
                 if short in result["outputs"]:
                     state[port["id"]] = WorkflowStateItem(port, result["outputs"][short], result["status"])
-        if self._updates_in_place:
+        if self._has_in_place_step:
             for item in state.values():
-                adjustDirObjs(item.value, _list_again)
+                _list_again(item.value)
         return state
 
     @functools.cached_property
-    def _updates_in_place(self) -> bool:
+    def _has_in_place_step(self) -> bool:
         return any(_updates_in_place(step) for step in self.steps.values() if step is not None)
 
     def _execute(self, process: Any, job: dict[str, Any], runtime: RuntimeContext) -> dict[str, Any]:
@@ -288,15 +288,21 @@ def _updates_in_place(step: WorkflowStep) -> bool:
     return bool((step.embedded_tool.get_requirement("InplaceUpdateRequirement")[0] or {}).get("inplaceUpdate"))
 
 
-def _list_again(directory: dict[str, Any]) -> None:
-    """A listing recorded when an earlier step ended, read again from the directory: a later
-    step may have changed it in place (in cwltool's own process both see one object)."""
-    location = directory.get("location", "")
-    if "listing" not in directory or not location.startswith("file://"):
-        return
-    deep = any("listing" in entry for entry in directory["listing"] if entry.get("class") == "Directory")
-    del directory["listing"]
-    get_listing(StdFsAccess(""), directory, recursive=deep)
+def _list_again(value: Any) -> None:
+    """Listings recorded when an earlier step ended, read again from their directories (once
+    each, to the recorded depth): a later step may have changed them in place (in cwltool's own
+    process both steps see one object)."""
+    if isinstance(value, list):
+        for item in value:
+            _list_again(item)
+    elif isinstance(value, dict):
+        if value.get("class") == "Directory" and "listing" in value and value.get("location", "").startswith("file://"):
+            deep = any("listing" in entry for entry in value["listing"] if entry.get("class") == "Directory")
+            del value["listing"]
+            get_listing(StdFsAccess(""), value, recursive=deep)
+            return
+        for item in value.values():
+            _list_again(item)
 
 
 def _listed_directories(value: Any) -> set[str]:
