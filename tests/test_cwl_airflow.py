@@ -381,7 +381,8 @@ def test_reports_are_signed_and_complete(cwl, cwl_keys, receiver):
     dag_id = upload(cwl, "three-step.cwl")
     result = run(cwl, cwl_keys, dag_id, {"name": "reports"})
     assert result["state"] == "success"
-    deadline = time.monotonic() + 30
+    # the reporter backs off up to 60 s while no receiver listens (earlier tests' runs had none)
+    deadline = time.monotonic() + 90
     while not any(r["path"] == "/reports/results" for r in receiver.reports(result["run_id"])):
         assert time.monotonic() < deadline, "no results report"
         time.sleep(0.5)
