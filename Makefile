@@ -7,10 +7,10 @@ export PYTHONPATH := $(CURDIR)/src
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
 export PACKER_CACHE_DIR := $(CURDIR)/build/packer_cache
 TESTHOSTS := $(PYTHON) -m testhosts
-# the cwl_airflow package's unit tests need Airflow and cwltool: their own venv (make deps)
+# the cwl_airflow package's unit tests need Airflow and cwltool: their own venv (make tools)
 CWL_UNIT := $(VENV)-cwl/bin/python -m pytest tests/cwl_unit --confcutdir=tests/cwl_unit -p no:cacheprovider
 
-.PHONY: help deps wheel test unit lint host host-down bench bench-box lock base-image box box-test conformance portable-python portable appimage
+.PHONY: help tools deps box-deps wheel test test-full unit lint host host-down bench bench-box lock base-image box box-test conformance portable-python portable appimage
 
 # The box (packer/): BOX_OS names a packer/*.pkrvars.hcl; BOX_ACCEL=tcg where KVM does not work.
 BOX_OS ?= debian-12
@@ -28,29 +28,41 @@ PACKER_VARS = -var-file=packer/$(BOX_OS).pkrvars.hcl -var accelerator=$(BOX_ACCE
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-deps: ## install the build machine's packages and the Python tools (idempotent)
+# Each target installs what it needs (idempotent; root only while a package is missing).
+tools: ## the Python tools' venvs only (unit tests, lint, the wheel)
 	@scripts/install-deps.sh $(VENV)
 
-wheel: deps ## build the cwl-airflow wheel into build/dist (the cwl_airflow role installs it); same sources, same bytes
+deps: ## the venvs and the packages of the test hosts and the portable build (nspawn, debootstrap, Packer)
+	@scripts/install-deps.sh $(VENV) hosts
+
+box-deps: ## deps and the box's: qemu, the base image's partitioning, Vagrant
+	@scripts/install-deps.sh $(VENV) hosts box
+
+wheel: tools ## build the cwl-airflow wheel into build/dist (the cwl_airflow role installs it); same sources, same bytes
 	rm -rf build/dist && SOURCE_DATE_EPOCH=315532800 $(VENV)/bin/pip wheel --quiet --no-deps --wheel-dir build/dist .
 
 # The official CWL v1.2 conformance suite (not part of this repository): its folder
 CWL_SUITE ?= ../shared/cwl-v1.2
 export CWL_SUITE
 
-test: deps wheel $(BASE_IMAGE) ## everything CI runs: unit tests, roles on real test hosts, lint; JUnit XML in build/test-results
+# CI's tier leaves out the tests marked `full` (tests/conftest.py), to stay within its time budget
+TEST_TIER := -m "not full"
+test: deps wheel ## what CI runs: unit tests, roles and artifacts on real test hosts, lint; JUnit XML in build/test-results
 	@mkdir -p $(RESULTS)
 	$(CWL_UNIT) --junitxml=$(RESULTS)/junit-cwl-unit.xml
-	$(PYTHON) -m pytest --junitxml=$(RESULTS)/junit.xml $(PYTEST_ARGS)
+	$(PYTHON) -m pytest --junitxml=$(RESULTS)/junit.xml $(TEST_TIER) $(PYTEST_ARGS)
+
+test-full: TEST_TIER :=
+test-full: box-deps $(BASE_IMAGE) test ## make test and the `full` tier: the artifacts on every Debian release, the box's base image and smoke build
 
 conformance: deps wheel ## the CWL suite (CWL_SUITE) through cwl-airflow and plain cwltool on one host; figures into docs/benchmarks.md (CWL_TAGS=required for a part)
 	$(PYTHON) scripts/conformance.py --suite $(CWL_SUITE) $(if $(CWL_TAGS),--tags $(CWL_TAGS)) docs/benchmarks.md
 
-unit: deps ## the fast tests only (no test host)
+unit: tools ## the fast tests only (no test host)
 	$(CWL_UNIT)
 	$(PYTHON) -m pytest tests/unit
 
-lint: deps ## ansible-lint, production profile
+lint: tools ## ansible-lint, production profile
 	cd ansible && ../$(VENV)/bin/ansible-lint --offline --profile production
 
 host: deps wheel ## boot a local test host and provision it with ansible/site.yml
@@ -70,13 +82,13 @@ portable: deps wheel ## the portable tarball into build/portable and the AppImag
 
 appimage: portable ## the AppImage, build/appimage/cwl-airflow-VERSION-x86_64.AppImage (made with the tarball, from the same tree)
 
-base-image: deps $(BASE_IMAGE) ## build the Debian 12 base image of the box (debootstrap; no download of a cloud image)
+base-image: box-deps $(BASE_IMAGE) ## build the Debian 12 base image of the box (debootstrap; no download of a cloud image)
 
-$(BASE_IMAGE): packer/base-image.sh | deps
+$(BASE_IMAGE): packer/base-image.sh | box-deps
 	@mkdir -p $(@D)
 	BASE_DEB_CACHE=$(CACHE)/base-image-debs packer/base-image.sh $@
 
-box: deps wheel $(if $(filter debian-12,$(BOX_OS)),$(BASE_IMAGE)) ## build the Vagrant boxes (libvirt, VirtualBox) with Packer into build/box (BOX_OS, BOX_ACCEL)
+box: box-deps wheel $(if $(filter debian-12,$(BOX_OS)),$(BASE_IMAGE)) ## build the Vagrant boxes (libvirt, VirtualBox) with Packer into build/box (BOX_OS, BOX_ACCEL)
 	@mkdir -p $(BOX_DIR)
 	install -m 0600 $(VAGRANT_KEY) $(BOX_DIR)/vagrant.key  # ssh wants it private
 	set -o pipefail; packer build -force -timestamp-ui -color=false $(PACKER_VARS) packer/box.pkr.hcl 2>&1 | tee $(BOX_DIR)/build-$(BOX_OS).log
@@ -84,7 +96,7 @@ box: deps wheel $(if $(filter debian-12,$(BOX_OS)),$(BASE_IMAGE)) ## build the V
 	  $(BOX_DIR)/cwl-airflow-$(BOX_OS)-$(file <packer/VERSION)-virtualbox.box \
 	  --os-type $(if $(filter ubuntu%,$(BOX_OS)),Ubuntu_64,Debian_64)
 
-box-test: deps ## boot the built box's disk with qemu and test it: the appliance, the box, a workflow
+box-test: box-deps ## boot the built box's disk with qemu and test it: the appliance, the box, a workflow
 	$(PYTHON) -m pytest tests/box --box-disk $(BOX_DIR)/$(BOX_OS)/cwl-airflow-$(BOX_OS)-$(file <packer/VERSION).qcow2 \
 	  --box-accel $(BOX_ACCEL) --junitxml=$(RESULTS)/junit-box.xml
 

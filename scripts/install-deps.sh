@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Installs what building and testing the appliance need, idempotently: Debian/Ubuntu
-# packages (needs root) and a Python venv with the pinned tools of requirements/dev.txt.
-#   scripts/install-deps.sh [VENV]      default VENV: .venv
+# Installs what building and testing the appliance need, idempotently: the Debian/Ubuntu
+# packages of the groups named (needs root when one is missing) and Python venvs with the pinned
+# tools of requirements/dev.txt.
+#   scripts/install-deps.sh [VENV [GROUP...]]     default VENV: .venv; no group: the venvs only
+# Groups: hosts (the nspawn test hosts, and Packer for the portable build), box (the Vagrant box:
+# qemu, the base image's partitioning, Vagrant's insecure key pair from Debian's vagrant).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-.venv}
 python=${PYTHON:-python3}
-packages=(systemd-container debootstrap nftables iproute2 zstd openssh-client python3-venv
-  # the box: Packer 1.6.6 (qemu builder, ansible provisioner, vagrant post-processor), qemu,
-  # the base image's partitioning, and Vagrant's insecure key pair from Debian's vagrant
-  packer qemu-system-x86 qemu-utils fdisk vagrant)
+declare -A groups=(
+  [hosts]="systemd-container debootstrap nftables iproute2 zstd openssh-client packer"
+  [box]="packer qemu-system-x86 qemu-utils fdisk vagrant"
+)
+packages=(python3-venv)
+for group in "${@:2}"; do
+  [ -n "${groups[$group]:-}" ] || { echo "install-deps: no group $group (${!groups[*]})" >&2; exit 2; }
+  read -ra more <<< "${groups[$group]}"
+  packages+=("${more[@]}")
+done
 
 missing=()
 for p in "${packages[@]}"; do

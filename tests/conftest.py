@@ -59,6 +59,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "disruptive: kills or restarts services of the test host (runs last)")
+    config.addinivalue_line("markers", "full: only in `make test-full`, beyond CI's time budget (the artifacts on "
+                                       "more Debian releases, the box's base image and smoke build)")
 
 
 @pytest.fixture(scope="session")

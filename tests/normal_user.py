@@ -7,8 +7,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SUITES = ["bullseye", "bookworm", "trixie"]  # Debian 11, 12 and 13
+
+
+def suites(in_ci: str) -> list:
+    """SUITES as test parameters: `in_ci` in every run, the others in `make test-full` only."""
+    return [pytest.param(suite, marks=() if suite == in_ci else pytest.mark.full) for suite in SUITES]
 WORKFLOW = REPO / "tests/cwl/features.cwl"  # JavaScript, scatter, a subworkflow
 EXPECTED = {"echoed": ["a!", "b!"], "shouted": "A!", "joined": "a! b!"}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from browser import Browser
-from normal_user import EXPECTED, SUITES, WORKFLOW, NormalUser
+from normal_user import EXPECTED, WORKFLOW, NormalUser, suites
 from portable.appimage import APP_ID
 from testhosts import one_host
 
@@ -60,7 +60,7 @@ def test_the_file_is_a_type2_appimage_with_its_checksum(appimage, tmp_path):
     assert [p.name for p in (tmp_path / "squashfs-root").iterdir()] == ["cwl-airflow.desktop"]
 
 
-@pytest.fixture(params=SUITES)
+@pytest.fixture(params=suites("bookworm"))  # the one whose chromium looks at the UI
 def user(request, settings, appimage):
     with one_host(f"appimage-{request.param}", settings, request.param, devices=["/dev/fuse"]) as host:
         user = NormalUser(host, request.param, [appimage, WORKFLOW])
