@@ -168,6 +168,7 @@ class CWLWorkflow:
             raise CWLError(str(err), unsupported=True) from None
         except (ValidationException, WorkflowException, OSError) as err:
             raise CWLError(str(err)) from None
+        _refuse_image_builds(self.process)
         self.id: str = self.process.tool["id"]
         self.is_workflow = isinstance(self.process, Workflow)
         if self.is_workflow:
@@ -381,6 +382,27 @@ def _log_through_logging() -> None:
 
     _logger.removeHandler(defaultStreamHandler)
     _logger.propagate = True
+
+
+def _tools(process: Process) -> Iterator[Process]:
+    """The tools a process runs: itself, or its steps' tools down every subworkflow."""
+    if isinstance(process, Workflow):
+        for step in process.steps:
+            yield from _tools(step.embedded_tool)
+    else:
+        yield process
+
+
+def _refuse_image_builds(process: Process) -> None:
+    """A step's image build (DockerRequirement.dockerFile, as requirement or hint) would run as
+    root in the container engine: the step user's Docker proxy refuses it. Said at upload,
+    rather than by a failing step."""
+    for tool in _tools(process):
+        docker, _ = tool.get_requirement("DockerRequirement")
+        if docker and "dockerFile" in docker:
+            raise CWLError(f"{tool.tool['id']}: DockerRequirement.dockerFile is not supported here (an image build "
+                           "runs as root in the container engine); build the image elsewhere and name it with "
+                           "dockerPull, dockerLoad or dockerImport", unsupported=True)
 
 
 def _resources(process: Process) -> tuple[float | None, float | None]:

@@ -76,6 +76,24 @@ def test_references_outside_the_upload_are_refused_without_their_content(server,
     assert hits == []  # the local service was never asked
 
 
+BUILD = "  DockerRequirement: {dockerFile: 'FROM debian:stable-slim', dockerImageId: built}\n"
+
+
+@pytest.mark.parametrize("document", [
+    TOOL + "requirements:\n" + BUILD,
+    TOOL + "hints:\n" + BUILD,  # cwltool would use a hint whenever Docker is there
+    step_running("{" + ", ".join(f"{k}: {v}" for k, v in [("class", "CommandLineTool"), ("baseCommand", "echo"),
+                                                          ("inputs", "[]"), ("outputs", "[]")]) + "}")
+    + "requirements:\n" + BUILD,  # from the workflow, inherited by a step's tool
+])
+def test_an_image_build_is_refused_as_unsupported_with_the_reason(server, document):
+    folder, _, _ = server
+    with pytest.raises(CWLError) as refused:
+        upload(folder, document)
+    assert refused.value.unsupported and "dockerFile is not supported" in refused.value.reason
+    upload(folder, TOOL + "requirements:\n  DockerRequirement: {dockerPull: 'debian:stable-slim'}\n")
+
+
 def test_ontologies_on_the_network_are_not_fetched(server):
     folder, url, hits = server
     upload(folder, TOOL + f"$schemas: ['{url}edam.owl']\n")  # cwltool only warns about an unread ontology
