@@ -31,13 +31,13 @@ import time
 from pathlib import Path
 
 from testhosts import Settings, Testbed, rootfs
+from testhosts.facts import DAEMONS
 from testhosts.airflow import AirflowClient
 from testhosts.host import Host
 from testhosts.images import BUSYBOX_TAG, busybox_archive
 from testhosts.playbook import run_playbook
 
 REPO = Path(__file__).resolve().parents[1]
-DAEMONS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
 # cwl-airflow's own units: the reporter, the step service and its Docker proxy
 CWL_UNITS = ["cwl-airflow-reporter", "cwl-airflow-step", "cwl-airflow-docker"]
 LOGS = REPO / "build/bench-logs"

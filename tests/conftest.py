@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-
-from testhosts import Settings, Testbed
+from testhosts import Settings, Testbed, facts
 from testhosts.airflow import AirflowClient
 from testhosts.images import BUSYBOX_TAG, busybox_archive
 from testhosts.playbook import PlaybookResult, run_playbook
@@ -27,7 +26,7 @@ collect_ignore = ["cwl_unit"]
 REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "build" / "test-logs"
 DAGS = Path(__file__).resolve().parent / "dags"
-AIRFLOW_DAEMONS = ["api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower"]
+AIRFLOW_DAEMONS = facts.DAEMONS
 # the scheduler's periodic cleanup (where MariaDB used to crash it) every 20 s instead of 60 s
 CLEANUP_INTERVAL = 20
 CWL = Path(__file__).resolve().parent / "cwl"

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from cwl_airflow.workflow import CWLWorkflow
 
 UNSUPPORTED = 33
+DEFAULT_API_PORT = 8080
+DEFAULT_API = f"http://127.0.0.1:{DEFAULT_API_PORT}"
 FINISHED = ("success", "failed")
 
 
@@ -424,8 +426,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cwl-airflow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--api", default=os.environ.get("CWL_AIRFLOW_API", "http://127.0.0.1:8080"),
-                        help="Airflow's API server (default: $CWL_AIRFLOW_API or http://127.0.0.1:8080)")
+    parser.add_argument("--api", default=os.environ.get("CWL_AIRFLOW_API", DEFAULT_API),
+                        help=f"Airflow's API server (default: $CWL_AIRFLOW_API or {DEFAULT_API})")
     sub = parser.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="prepare AIRFLOW_HOME for CWL: folders, queues.yaml, an example")
     init.add_argument("--no-example", dest="example", action="store_false", help="no example workflow DAG")
@@ -459,10 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     proxy.add_argument("--socket", help="listen here (default: the socket systemd passes)")
     proxy.set_defaults(func=cmd_docker_proxy)
     up = sub.add_parser("up", help="Airflow and the CWL API for one user, in the foreground (the portable bundle)")
-    up.add_argument("--port", type=int, default=8080, help="the API server's port on 127.0.0.1 (default: 8080)")
+    up.add_argument("--port", type=int, default=DEFAULT_API_PORT, help=f"the API server's port on 127.0.0.1 (default: {DEFAULT_API_PORT})")
     up.set_defaults(func=cmd_up)
     unit = sub.add_parser("user-unit", help="run `up` as a systemd user service (~/.config/systemd/user)")
-    unit.add_argument("--port", type=int, default=8080, help="the API server's port on 127.0.0.1 (default: 8080)")
+    unit.add_argument("--port", type=int, default=DEFAULT_API_PORT, help=f"the API server's port on 127.0.0.1 (default: {DEFAULT_API_PORT})")
     unit.add_argument("--no-start", dest="start", action="store_false", help="write the unit only")
     unit.set_defaults(func=cmd_user_unit)
     args, unknown = parser.parse_known_args(argv)

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from testhosts.facts import API_PORT, PUBLISHED_PORTS
 from testhosts.playbook import run_playbook
 from testhosts.settings import Settings
 from testhosts.testbed import Testbed
@@ -23,8 +24,8 @@ def print_access(testbed: Testbed, names: list[str]) -> None:
     admin = credentials / "airflow-admin.password"
     if admin.exists():  # the play installed Airflow (on the first host)
         print(f"\nAirflow UI and REST API, Flower and RabbitMQ's management listen on the host's loopback;"
-              f"\nforward them, then open http://127.0.0.1:8080 (user admin, password {admin.read_text().strip()}):"
-              f"\n  {ssh} -N -L 8080:127.0.0.1:8080 -L 5555:127.0.0.1:5555 -L 15672:127.0.0.1:15672 {names[0]}")
+              f"\nforward them, then open http://127.0.0.1:{API_PORT} (user admin, password {admin.read_text().strip()}):"
+              f"\n  {ssh} -N {' '.join(f'-L {p}:127.0.0.1:{p}' for p in PUBLISHED_PORTS.values())} {names[0]}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,17 @@
+"""The appliance's facts that the harness, the benchmarks and the tests share
+(ansible/group_vars/all/appliance.yml, where the play reads them too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+FACTS_FILE = Path(__file__).resolve().parents[2] / "ansible/group_vars/all/appliance.yml"
+_facts = yaml.safe_load(FACTS_FILE.read_text())
+
+PUBLISHED_PORTS: dict[str, int] = _facts["appliance_published_ports"]
+"""Role variable of a port -> the port."""
+API_PORT: int = PUBLISHED_PORTS["airflow_api_port"]
+DAEMONS: list[str] = _facts["appliance_daemons"]
+VM: dict[str, int] = _facts["appliance_vm"]

@@ -1,0 +1,64 @@
+"""One source per fact: ansible/group_vars/all/appliance.yml. What cannot read it (the roles'
+defaults, the cwl-airflow package, the Vagrantfiles, Packer's variables, the box's play
+variables) says the same."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from pathlib import Path
+
+import yaml
+
+from cwl_airflow import cli, up
+from testhosts import facts
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = REPO / "ansible/roles"
+
+
+def text(path: str) -> str:
+    return (REPO / path).read_text()
+
+
+def role_defaults() -> dict:
+    merged = {}
+    for defaults in sorted(ROLES.glob("*/defaults/main.yml")):
+        merged.update(yaml.safe_load(defaults.read_text()) or {})
+    return merged
+
+
+def test_the_roles_default_to_the_published_ports():
+    defaults = role_defaults()
+    assert {var: defaults.get(var) for var in facts.PUBLISHED_PORTS} == facts.PUBLISHED_PORTS
+    assert urllib.parse.urlsplit(defaults["cwl_airflow_api_url"]).port == facts.API_PORT
+    box = yaml.safe_load(text("packer/box-vars.yml"))
+    assert urllib.parse.urlsplit(box["airflow_api_base_url"]).port == facts.API_PORT
+
+
+def test_the_client_and_the_bundle_default_to_the_api_port():
+    assert cli.DEFAULT_API_PORT == facts.API_PORT
+
+
+def test_the_vagrantfile_forwards_the_published_ports():
+    ports = re.search(r"^PORTS = \{(.*)\}$", text("vagrant/Vagrantfile"), re.M)[1]
+    assert sorted(int(p) for p in re.findall(r"(\d+) =>", ports)) == sorted(facts.PUBLISHED_PORTS.values())
+
+
+def test_every_vm_size_is_the_facts_one():
+    vagrantfile = text("vagrant/Vagrantfile")
+    assert re.search(r'"CWL_AIRFLOW_CPUS", "(\d+)"', vagrantfile)[1] == str(facts.VM["cpus"])
+    assert re.search(r'"CWL_AIRFLOW_MEMORY", "(\d+)"', vagrantfile)[1] == str(facts.VM["memory"])
+    box_vagrantfile = text("packer/box.Vagrantfile")
+    assert set(re.findall(r"\.cpus = (\d+)", box_vagrantfile)) == {str(facts.VM["cpus"])}
+    assert set(re.findall(r"\.memory = (\d+)", box_vagrantfile)) == {str(facts.VM["memory"])}
+    template = text("packer/box.pkr.hcl")
+    for name in ("cpus", "memory"):
+        block = re.search(rf'variable "{name}" \{{(.*?)\n\}}', template, re.S)[1]
+        assert re.search(r"default\s*=\s*(\d+)", block)[1] == str(facts.VM[name]), name
+
+
+def test_the_daemons_are_the_airflow_roles_units():
+    units = yaml.safe_load((ROLES / "airflow/vars/main.yml").read_text())["__airflow_daemons"]
+    assert sorted(units) == sorted(facts.DAEMONS)
+    assert set(up.DAEMONS) <= set(facts.DAEMONS)  # the bundle's `up`: no Celery
