@@ -52,10 +52,10 @@ locals {
   appimage_name = "cwl-airflow-${local.version}-x86_64"
   build_root    = "/opt/cwl-airflow-build"
   # what the scripts write, by where it goes: the tar.gz users download, the smaller tar.zst, the
-  # AppImage, each with its checksum
+  # AppImage, each with its checksum, and the AppImage's zsync file
   files = merge(
     { for f in flatten([for ext in ["tar.gz", "tar.zst"] : ["${local.name}.${ext}", "${local.name}.${ext}.sha256"]]) : f => var.output_dir },
-    { for f in ["${local.appimage_name}.AppImage", "${local.appimage_name}.AppImage.sha256"] : f => var.appimage_output_dir },
+    { for f in ["${local.appimage_name}.AppImage", "${local.appimage_name}.AppImage.sha256", "${local.appimage_name}.AppImage.zsync"] : f => var.appimage_output_dir },
   )
 }
 

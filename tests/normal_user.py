@@ -43,6 +43,37 @@ class NormalUser:
     def processes(self) -> list[str]:
         return self.host.exec("pgrep", "-a", "-u", "someone", check=False).stdout.splitlines()
 
+    def start_user_manager(self) -> str:
+        """The user's own service manager, as a login or lingering starts it; the environment its
+        `systemctl --user` commands need."""
+        uid = self.host.exec("id", "-u", "someone").stdout.strip()
+        # a minimal Debian has no pam_systemd (which gives a user manager its XDG_RUNTIME_DIR)
+        self.host.exec("sh", "-c", "apt-get -qq update && DEBIAN_FRONTEND=noninteractive "
+                                   "apt-get -qq -y install libpam-systemd >/dev/null")
+        # lingering (loginctl enable-linger) is refused by Debian 13's logind in a container
+        self.host.exec("systemctl", "start", f"user@{uid}.service")
+        runtime = f"XDG_RUNTIME_DIR=/run/user/{uid}"
+        deadline = time.monotonic() + 60
+        while self(f"{runtime} systemctl --user is-system-running", check=False).stdout.strip() not in (
+                "running", "degraded"):
+            assert time.monotonic() < deadline, f"{self.suite}: no user manager"
+            time.sleep(1)
+        return runtime
+
+    def wait_in_journal(self, unit: str, text: str, count: int = 1, timeout: float = 240) -> str:
+        """The journal of the user's unit once it holds `text` `count` times."""
+        uid = self.host.exec("id", "-u", "someone").stdout.strip()
+        deadline, journal = time.monotonic() + timeout, ""
+        while journal.count(text) < count:
+            assert time.monotonic() < deadline, f"{self.suite}: no {text!r} from {unit}:\n{journal[-3000:]}"
+            time.sleep(2)
+            journal = self.host.exec("journalctl", "--no-pager", "-o", "cat", f"_UID={uid}",
+                                     f"_SYSTEMD_USER_UNIT={unit}", check=False).stdout
+        return journal
+
+    def processes_but_the_user_manager(self) -> list[str]:
+        return [p for p in self.processes() if "(sd-pam)" not in p and "systemd --user" not in p]
+
     def wait_for(self, path: str, text: str, count: int = 1, timeout: float = 240) -> str:
         """The file's text once it holds `text` `count` times."""
         deadline, content = time.monotonic() + timeout, ""

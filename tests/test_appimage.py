@@ -55,6 +55,10 @@ def test_the_file_is_a_type2_appimage_with_its_checksum(appimage, tmp_path):
     update = elf_section(data, ".upd_info").rstrip(b"\0").decode()
     assert update.startswith("zsync|") and update.endswith("cwl-airflow-latest-x86_64.AppImage.zsync")
     assert len(elf_section(data, ".sha256_sig")) >= 512
+    header = Path(f"{appimage}.zsync").read_bytes().split(b"\n\n", 1)[0].decode()
+    fields = dict(line.split(": ", 1) for line in header.splitlines())
+    assert (fields["Filename"], fields["URL"], int(fields["Length"])) == (NAME, NAME, len(data))
+    assert fields["SHA-1"] == hashlib.sha1(data).hexdigest()
     assert VERSION in subprocess.run([appimage, "--appimage-version"], capture_output=True, text=True).stdout
     subprocess.run([appimage, "--appimage-extract", "cwl-airflow.desktop"], cwd=tmp_path, check=True)
     assert [p.name for p in (tmp_path / "squashfs-root").iterdir()] == ["cwl-airflow.desktop"]
@@ -78,7 +82,8 @@ def up_pid(user) -> str:
 
 
 def stopped(user) -> bool:
-    return user.processes() == [] and user("ls -d /tmp/.mount_* 2>/dev/null", check=False).stdout == ""
+    return (user.processes_but_the_user_manager() == []
+            and user("ls -d /tmp/.mount_* 2>/dev/null", check=False).stdout == "")
 
 
 def wait_stopped(user) -> None:
@@ -86,6 +91,11 @@ def wait_stopped(user) -> None:
     while not stopped(user):
         assert time.monotonic() < deadline, (user.processes(), user("ls -d /tmp/.mount_*", check=False).stdout)
         time.sleep(1)
+
+
+def with_fuse(user) -> None:
+    user.host.exec("sh", "-c", "apt-get -qq update && DEBIAN_FRONTEND=noninteractive "
+                               "apt-get -qq -y install fuse3 >/dev/null && chmod 0666 /dev/fuse")
 
 
 def test_it_runs_the_platform_without_fuse_and_with_it(user):
@@ -96,8 +106,7 @@ def test_it_runs_the_platform_without_fuse_and_with_it(user):
     user(f'kill -TERM {up_pid(user)}')
     wait_stopped(user)
 
-    user.host.exec("sh", "-c", "apt-get -qq update && DEBIAN_FRONTEND=noninteractive "
-                               "apt-get -qq -y install fuse3 >/dev/null && chmod 0666 /dev/fuse")
+    with_fuse(user)
     start_up(user, "fuse.log")
     assert "FUSE is not usable" not in user('cat "$HOME/fuse.log"').stdout
     assert "fuse.appimage" in user("cat /proc/mounts").stdout

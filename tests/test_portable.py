@@ -36,6 +36,7 @@ def test_each_archive_comes_with_its_checksum_and_both_hold_the_same_tree(tarbal
                                        check=True).stdout)
     assert listings[0] == listings[1]
     assert f"{NAME}/bin/cwl-airflow" in listings[0]
+    assert "/site-packages/pip/" not in listings[0] and "/ensurepip/_bundled/pip-" in listings[0]  # pip on demand
     assert tarball.with_name(f"{NAME}.tar.zst").stat().st_size < 0.8 * tarball.stat().st_size
 
 
@@ -90,34 +91,11 @@ def test_a_user_unit_supervises_up_and_restarts_a_killed_daemon(user):
     """`cwl-airflow user-unit` under the user's own service manager (no login): up
     comes up, a daemon killed with -9 makes up exit 1 naming it and systemd start it again;
     `systemctl --user stop` leaves no process of the bundle."""
-    uid = user.host.exec("id", "-u", "someone").stdout.strip()
-    # a minimal Debian has no pam_systemd (which gives a user manager its XDG_RUNTIME_DIR)
-    user.host.exec("sh", "-c", "apt-get -qq update && DEBIAN_FRONTEND=noninteractive "
-                               "apt-get -qq -y install libpam-systemd >/dev/null")
-    # what a login, or lingering (loginctl enable-linger, which Debian 13's logind refuses in a
-    # container), does: the user's service manager started
-    user.host.exec("systemctl", "start", f"user@{uid}.service")
-    runtime = f"XDG_RUNTIME_DIR=/run/user/{uid}"
-    deadline = time.monotonic() + 60
-    while user(f"{runtime} systemctl --user is-system-running", check=False).stdout.strip() not in (
-            "running", "degraded"):
-        assert time.monotonic() < deadline, "no user manager"
-        time.sleep(1)
+    runtime = user.start_user_manager()
     print(user(f'{runtime} "{BUNDLE}/bin/cwl-airflow" user-unit --port 8090').stdout)
-
-    def journal() -> str:
-        return user.host.exec("journalctl", "--no-pager", "-o", "cat", f"_UID={uid}",
-                              "_SYSTEMD_USER_UNIT=cwl-airflow.service", check=False).stdout
-
-    def wait_for(text: str, count: int = 1) -> None:
-        deadline = time.monotonic() + 240
-        while journal().count(text) < count:
-            assert time.monotonic() < deadline, f"{user.suite}: no {text!r}:\n{journal()[-3000:]}"
-            time.sleep(2)
-
-    wait_for("ready:")
+    user.wait_in_journal("cwl-airflow.service", "ready:")
     user('pkill -KILL -u someone -f "[a]irflow scheduler"')  # [a]: not this shell's own command line
-    wait_for("scheduler exited with status -9")
-    wait_for("ready:", 2)  # systemd started up again
+    user.wait_in_journal("cwl-airflow.service", "scheduler exited with status -9")
+    user.wait_in_journal("cwl-airflow.service", "ready:", 2)  # systemd started up again
     user(f"{runtime} systemctl --user stop cwl-airflow")
-    assert [p for p in user.processes() if "(sd-pam)" not in p and "systemd --user" not in p] == []
+    assert user.processes_but_the_user_manager() == []

@@ -193,6 +193,10 @@ def make_appimage(appdir: Path, runtime: Path, out: Path, update_info: str) -> N
     with open(out, "rb") as image:
         digest = hashlib.file_digest(image, "sha256").hexdigest()
     Path(f"{out}.sha256").write_text(f"{digest}  {out.name}\n")
+    # what an updater fetches first, published under the update information's name (`latest`);
+    # its URL names this version's image, relative to where the .zsync is
+    subprocess.run(["zsyncmake", "-u", out.name, "-o", f"{out.name}.zsync", out.name], cwd=out.parent, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def main(argv: list[str] | None = None) -> int:

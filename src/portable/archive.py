@@ -62,6 +62,13 @@ def prepare(bundle: Path) -> None:
     # pip's record of where a package came from names the build's files
     for record in bundle.glob("python/lib/python3*/site-packages/*.dist-info/direct_url.json"):
         record.unlink()
+    # pip itself (14 MB): the bundle runs nothing that installs; `python3 -m ensurepip` brings it
+    # back from CPython's own wheel for whoever adds packages
+    for pip in [*bundle.glob("python/lib/python3*/site-packages/pip"),
+                *bundle.glob("python/lib/python3*/site-packages/pip-*.dist-info")]:
+        shutil.rmtree(pip)
+    for script in bundle.glob("python/bin/pip*"):
+        script.unlink()
     for cache in list(bundle.rglob("__pycache__")):
         shutil.rmtree(cache)
     bundle_libraries(bundle)
