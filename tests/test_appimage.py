@@ -138,6 +138,21 @@ def test_it_runs_the_platform_without_fuse_and_with_it(user):
         assert icon[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", icon[16:24]) == (256, 256)
 
 
+def test_a_user_unit_runs_the_image_itself_and_its_stop_leaves_nothing(user):
+    """`<AppImage> user-unit`: the unit's ExecStart is the image (not a path inside its mount, which
+    lives only as long as the image runs); systemd supervises it; stopping it leaves no process
+    and no mount (upstream type2-runtime #99: stale mounts under systemd)."""
+    with_fuse(user)
+    runtime = user.start_user_manager()
+    user(f'{runtime} "{APP}" user-unit --port 8090')
+    unit = user('cat "$HOME/.config/systemd/user/cwl-airflow.service"').stdout
+    assert f'ExecStart="/home/someone/my tools/{NAME}" up' in unit, unit
+    user.wait_in_journal("cwl-airflow.service", "ready:")
+    assert "fuse.appimage" in user("cat /proc/mounts").stdout
+    user(f"{runtime} systemctl --user stop cwl-airflow")
+    wait_stopped(user)
+
+
 SCREENSHOT = REPO / "build/test-logs/appimage-ui.png"  # the README's docs/images/airflow-ui.png comes from here
 
 

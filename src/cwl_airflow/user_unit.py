@@ -26,8 +26,11 @@ Description=cwl-airflow: Airflow and the CWL API on http://127.0.0.1:{port}
 Type=simple
 Environment={homes}
 ExecStart={command} up --port {port}
-# up stops its daemons on SIGTERM; what is left after the timeout is killed
-KillMode=mixed
+# SIGTERM to every process: up and its daemons stop; the AppImage's FUSE server ignores it and
+# unmounts when the last process holding the image ends. (KillMode=mixed would SIGKILL the rest
+# the moment up exits: the server too, leaving its mount behind.) What is left after the timeout
+# is killed.
+KillMode=control-group
 TimeoutStopSec={timeout}
 Restart=on-failure
 RestartSec=5
