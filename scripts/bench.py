@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from testhosts import Settings, Testbed, rootfs
-from testhosts.facts import DAEMONS
 from testhosts.airflow import AirflowClient
+from testhosts.facts import DAEMONS
 from testhosts.host import Host
 from testhosts.images import BUSYBOX_TAG, busybox_archive
 from testhosts.playbook import run_playbook

@@ -11,13 +11,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = ["bullseye", "bookworm", "trixie"]  # Debian 11, 12 and 13
+WORKFLOW = REPO / "tests/cwl/features.cwl"  # JavaScript, scatter, a subworkflow
+EXPECTED = {"echoed": ["a!", "b!"], "shouted": "A!", "joined": "a! b!"}
 
 
 def suites(in_ci: str) -> list:
     """SUITES as test parameters: `in_ci` in every run, the others in `make test-full` only."""
     return [pytest.param(suite, marks=() if suite == in_ci else pytest.mark.full) for suite in SUITES]
-WORKFLOW = REPO / "tests/cwl/features.cwl"  # JavaScript, scatter, a subworkflow
-EXPECTED = {"echoed": ["a!", "b!"], "shouted": "A!", "joined": "a! b!"}
 
 
 class NormalUser:
@@ -29,6 +29,8 @@ class NormalUser:
         host.exec("sh", "-c", "apt-get -qq -y purge python3 'python3*-minimal' >/dev/null 2>&1; "
                               "! command -v python3")
         host.exec("useradd", "--create-home", "someone")
+        self.uid = host.exec("id", "-u", "someone").stdout.strip()
+        self._package_lists = False
         for path in files:
             (host.root / "var/tmp" / path.name).write_bytes(path.read_bytes())
         (host.root / "var/tmp/job.json").write_text(json.dumps({"words": ["a", "b"], "shout": True}))
@@ -43,16 +45,21 @@ class NormalUser:
     def processes(self) -> list[str]:
         return self.host.exec("pgrep", "-a", "-u", "someone", check=False).stdout.splitlines()
 
+    def install(self, *packages: str) -> None:
+        """Debian packages on the host, as root (the package lists fetched once)."""
+        if not self._package_lists:
+            self.host.exec("apt-get", "-qq", "update")
+            self._package_lists = True
+        self.host.exec("sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get -qq -y install "
+                                   f"{' '.join(packages)} >/dev/null")
+
     def start_user_manager(self) -> str:
         """The user's own service manager, as a login or lingering starts it; the environment its
         `systemctl --user` commands need."""
-        uid = self.host.exec("id", "-u", "someone").stdout.strip()
-        # a minimal Debian has no pam_systemd (which gives a user manager its XDG_RUNTIME_DIR)
-        self.host.exec("sh", "-c", "apt-get -qq update && DEBIAN_FRONTEND=noninteractive "
-                                   "apt-get -qq -y install libpam-systemd >/dev/null")
+        self.install("libpam-systemd")  # a minimal Debian has none (it gives a user manager its XDG_RUNTIME_DIR)
         # lingering (loginctl enable-linger) is refused by Debian 13's logind in a container
-        self.host.exec("systemctl", "start", f"user@{uid}.service")
-        runtime = f"XDG_RUNTIME_DIR=/run/user/{uid}"
+        self.host.exec("systemctl", "start", f"user@{self.uid}.service")
+        runtime = f"XDG_RUNTIME_DIR=/run/user/{self.uid}"
         deadline = time.monotonic() + 60
         while self(f"{runtime} systemctl --user is-system-running", check=False).stdout.strip() not in (
                 "running", "degraded"):
@@ -62,12 +69,11 @@ class NormalUser:
 
     def wait_in_journal(self, unit: str, text: str, count: int = 1, timeout: float = 240) -> str:
         """The journal of the user's unit once it holds `text` `count` times."""
-        uid = self.host.exec("id", "-u", "someone").stdout.strip()
         deadline, journal = time.monotonic() + timeout, ""
         while journal.count(text) < count:
             assert time.monotonic() < deadline, f"{self.suite}: no {text!r} from {unit}:\n{journal[-3000:]}"
             time.sleep(2)
-            journal = self.host.exec("journalctl", "--no-pager", "-o", "cat", f"_UID={uid}",
+            journal = self.host.exec("journalctl", "--no-pager", "-o", "cat", f"_UID={self.uid}",
                                      f"_SYSTEMD_USER_UNIT={unit}", check=False).stdout
         return journal
 

@@ -94,8 +94,8 @@ def wait_stopped(user) -> None:
 
 
 def with_fuse(user) -> None:
-    user.host.exec("sh", "-c", "apt-get -qq update && DEBIAN_FRONTEND=noninteractive "
-                               "apt-get -qq -y install fuse3 >/dev/null && chmod 0666 /dev/fuse")
+    user.install("fuse3")
+    user.host.exec("chmod", "0666", "/dev/fuse")
 
 
 def test_it_runs_the_platform_without_fuse_and_with_it(user):
@@ -128,8 +128,7 @@ def test_it_runs_the_platform_without_fuse_and_with_it(user):
     wait_stopped(user)
 
     if user.suite == "bookworm":  # the AppDir's metadata, checked by the freedesktop tools
-        user.host.exec("sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get -qq -y install "
-                                   "desktop-file-utils appstream >/dev/null")
+        user.install("desktop-file-utils", "appstream")
         user(f'cd "$HOME" && "{APP}" --appimage-extract >/dev/null')
         root = "$HOME/squashfs-root"
         user(f'desktop-file-validate "{root}/cwl-airflow.desktop"')
@@ -162,7 +161,7 @@ def look_at_the_ui(user, log: str) -> None:
     url, passwords = re.search(r"ready: (\S+) \(user admin, password in (.+)\)", log).groups()
     password = json.loads(user(f'cat "{passwords}"').stdout)["admin"]
     dag_id = re.search(r"cwl_features_[0-9a-f]{12}", user(f'"{APP}" status').stdout).group(0)
-    user.host.exec("sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get -qq -y install chromium >/dev/null")
+    user.install("chromium")
     with Browser(user.host, "someone") as browser:
         browser.open(url)
         browser.wait_for("!!document.querySelector('input[type=password]')", "the login form")

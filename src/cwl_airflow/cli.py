@@ -461,10 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     proxy.add_argument("--socket", help="listen here (default: the socket systemd passes)")
     proxy.set_defaults(func=cmd_docker_proxy)
     up = sub.add_parser("up", help="Airflow and the CWL API for one user, in the foreground (the portable bundle)")
-    up.add_argument("--port", type=int, default=DEFAULT_API_PORT, help=f"the API server's port on 127.0.0.1 (default: {DEFAULT_API_PORT})")
     up.set_defaults(func=cmd_up)
     unit = sub.add_parser("user-unit", help="run `up` as a systemd user service (~/.config/systemd/user)")
-    unit.add_argument("--port", type=int, default=DEFAULT_API_PORT, help=f"the API server's port on 127.0.0.1 (default: {DEFAULT_API_PORT})")
+    for command in (up, unit):
+        command.add_argument("--port", type=int, default=DEFAULT_API_PORT,
+                             help=f"the API server's port on 127.0.0.1 (default: {DEFAULT_API_PORT})")
     unit.add_argument("--no-start", dest="start", action="store_false", help="write the unit only")
     unit.set_defaults(func=cmd_user_unit)
     args, unknown = parser.parse_known_args(argv)

@@ -24,7 +24,8 @@ def print_access(testbed: Testbed, names: list[str]) -> None:
     admin = credentials / "airflow-admin.password"
     if admin.exists():  # the play installed Airflow (on the first host)
         print(f"\nAirflow UI and REST API, Flower and RabbitMQ's management listen on the host's loopback;"
-              f"\nforward them, then open http://127.0.0.1:{API_PORT} (user admin, password {admin.read_text().strip()}):"
+              f"\nforward them, then open http://127.0.0.1:{API_PORT} "
+              f"(user admin, password {admin.read_text().strip()}):"
               f"\n  {ssh} -N {' '.join(f'-L {p}:127.0.0.1:{p}' for p in PUBLISHED_PORTS.values())} {names[0]}")
 
 

@@ -82,8 +82,7 @@ BUILD = "  DockerRequirement: {dockerFile: 'FROM debian:stable-slim', dockerImag
 @pytest.mark.parametrize("document", [
     TOOL + "requirements:\n" + BUILD,
     TOOL + "hints:\n" + BUILD,  # cwltool would use a hint whenever Docker is there
-    step_running("{" + ", ".join(f"{k}: {v}" for k, v in [("class", "CommandLineTool"), ("baseCommand", "echo"),
-                                                          ("inputs", "[]"), ("outputs", "[]")]) + "}")
+    step_running("{class: CommandLineTool, baseCommand: echo, inputs: [], outputs: []}")
     + "requirements:\n" + BUILD,  # from the workflow, inherited by a step's tool
 ])
 def test_an_image_build_is_refused_as_unsupported_with_the_reason(server, document):
