@@ -190,7 +190,7 @@ tis = {ti["task_id"]: ti for ti in client._call(
     "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run['run_id']}/taskInstances")["task_instances"]}
 marks = [("start", start), *t.items(), ("trigger (validate the job)", triggered),
          ("scheduler starts the run", ts(dr["start_date"]))]
-for name in ("CWLJobDispatcher", "main", "CWLJobGatherer"):
+for name in tis:  # one task: a tool's whole run
     marks.append((f"{name}: wait for a worker slot", ts(tis[name]["start_date"])))
     marks.append((f"{name}: runs", ts(tis[name]["end_date"])))
 marks += [("scheduler ends the run", ts(dr["end_date"])), ("client sees the end", seen),

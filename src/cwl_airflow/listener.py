@@ -15,6 +15,8 @@ from cwl_airflow import reports
 from cwl_airflow.config import Settings
 
 log = logging.getLogger(__name__)
+# the class names of cwl_airflow.extensions.operators (which imports cwltool: the scheduler does without)
+CWL_OPERATORS = frozenset({"CWLJobDispatcher", "CWLStepOperator", "CWLOneStepRun", "CWLJobGatherer"})
 
 
 def _base_url() -> str | None:
@@ -47,8 +49,6 @@ def _is_cwl(task: Any) -> bool:
 def _task_event(ti: Any, state: str, error: str = "") -> None:
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
-    from cwl_airflow.extensions.operators import GATHERER
-
     states = RuntimeTaskInstance.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
     states = dict(states, **{ti.task_id: state})
     run_state = "failed" if state == "failed" else "running"
@@ -56,10 +56,10 @@ def _task_event(ti: Any, state: str, error: str = "") -> None:
         ("status", reports.status(ti.dag_id, ti.run_id, ti.task_id, state)),
         ("progress", reports.progress(ti.dag_id, ti.run_id, run_state, reports.percent_done(states), error)),
     ]
-    if state == "success" and ti.task_id == GATHERER:
+    if state == "success" and ti.task.gives_outputs:
         from cwl_airflow.workflow import decode
 
-        outputs = decode(ti.xcom_pull(task_ids=GATHERER)) or {}  # XCom carries CWL values as JSON text
+        outputs = decode(ti.xcom_pull(task_ids=ti.task_id)) or {}  # XCom carries CWL values as JSON text
         items.append(("results", reports.results(ti.dag_id, ti.run_id, outputs)))
     _queue(items)
 
@@ -113,11 +113,11 @@ def _run_event(dag_run: Any, msg: str) -> None:
     session = object_session(dag_run)
     if session is None:
         return
-    rows = session.execute(select(TaskInstance.task_id, TaskInstance.state).where(
+    rows = session.execute(select(TaskInstance.task_id, TaskInstance.state, TaskInstance.operator).where(
         TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id)).all()
-    states = {task: str(state) if state else None for task, state in rows}
-    if "CWLJobDispatcher" not in states:
+    if not any(operator in CWL_OPERATORS for *_, operator in rows):
         return  # not a CWLDAG
+    states = {task: str(state) if state else None for task, state, _ in rows}
     base = _scheduler_base_url()
     if base is None:
         return

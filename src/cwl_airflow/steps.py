@@ -174,6 +174,14 @@ def gather(settings: Settings, workflow: str, job: str, finished: dict[str, str]
     return encode(outputs)
 
 
+def run_alone(settings: Settings, workflow: str, job: str, dag_id: str, run_id: str, step_name: str,
+              task_id: str) -> str:
+    """A workflow of one step (a tool) in one operation: dispatch, its step, gather."""
+    prepared = dispatch(settings, workflow, job, dag_id, run_id)
+    result = step(settings, workflow, prepared, {}, dag_id, run_id, step_name, task_id)
+    return gather(settings, workflow, prepared, {step_name: result}, dag_id, run_id)
+
+
 def clean(settings: Settings, dag_id: str, run_id: str) -> None:
     """Remove a run's tmp data (and the workflow's tmp folder once its last run is gone)."""
     run_tmp = settings.run_tmp(dag_id, run_id)
@@ -182,7 +190,8 @@ def clean(settings: Settings, dag_id: str, run_id: str) -> None:
         run_tmp.parent.rmdir()
 
 
-OPERATIONS: dict[str, Callable[..., Any]] = {f.__name__: f for f in (validate, check, dispatch, step, gather, clean)}
+OPERATIONS: dict[str, Callable[..., Any]] = {
+    f.__name__: f for f in (validate, check, dispatch, step, gather, run_alone, clean)}
 # what validating an upload may take in the step service: CPU seconds, bytes of memory
 VALIDATION_LIMITS = (60, 2 << 30)
 

@@ -9,6 +9,8 @@ import pytest
 
 from cwl_airflow import queues
 from cwl_airflow.extensions.cwldag import CWLDAG
+from cwl_airflow.extensions.operators import _CWLOperator
+from cwl_airflow.listener import CWL_OPERATORS
 from cwl_airflow.workflow import CWLError, CWLWorkflow
 
 CWL = Path(__file__).resolve().parents[1] / "cwl"
@@ -31,9 +33,16 @@ def test_parallel_steps_and_subworkflow():
                           ("upper", "CWLJobGatherer"), ("join", "CWLJobGatherer")}
 
 
-def test_a_single_tool_is_a_one_step_dag(tmp_path):
+def test_a_single_tool_is_one_task_that_runs_the_whole_workflow(tmp_path):
     dag = CWLDAG(dag_id="tool", workflow=str(CWL / "conformance" / "echo.cwl"))
-    assert edges(dag) == {("CWLJobDispatcher", "echo"), ("echo", "CWLJobGatherer")}
+    assert dag.task_ids == ["echo"] and dag.tasks[0].gives_outputs
+
+
+def test_the_scheduler_knows_every_cwl_operator_by_name():
+    def subclasses(cls):
+        return {cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))}
+
+    assert {cls.__name__ for cls in subclasses(_CWLOperator) - {_CWLOperator}} == CWL_OPERATORS
 
 
 def test_upstream_constructor_and_dag_arguments_pass_through():

@@ -65,6 +65,19 @@ def test_a_step_runs_in_the_service_and_its_output_is_relayed(service, caplog):
     assert not settings.run_tmp("d", "r").exists()
 
 
+def test_a_tool_runs_whole_in_one_request(service):
+    """A one-step DAG's task: the job prepared, the step run, its outputs gathered, tmp removed."""
+    settings, tool = service
+    outputs = json.loads(steps.run("run_alone", settings, workflow=str(tool), job=encode({"msg": "all"}),
+                                   dag_id="d", run_id="one", step_name="tool", task_id="tool"))
+    assert Path(outputs["out"]["location"].removeprefix("file://")).read_text() == "all\n"
+    assert json.loads((settings.run_outputs("d", "one") / "outputs.json").read_text()) == outputs
+    assert not settings.run_tmp("d", "one").exists()
+    with pytest.raises(CWLError, match="msg"):  # the job is checked as the dispatcher checks it
+        steps.run("run_alone", settings, workflow=str(tool), job=encode({"msg": 3}), dag_id="d", run_id="bad",
+                  step_name="tool", task_id="tool")
+
+
 def test_errors_cross_with_their_reason(service):
     settings, tool = service
     with pytest.raises(CWLError, match="msg"):

@@ -16,6 +16,7 @@ from cwl_airflow.extensions.operators import (
     GATHERER,
     CWLJobDispatcher,
     CWLJobGatherer,
+    CWLOneStepRun,
     CWLStepOperator,
     task_id,
 )
@@ -37,7 +38,8 @@ def dag_file_text(dag_id: str, workflow: Path) -> str:
 
 
 class CWLDAG(DAG):
-    """dispatcher -> one task per workflow step, wired by data dependencies -> gatherer.
+    """dispatcher -> one task per workflow step, wired by data dependencies -> gatherer; a
+    workflow of one step (a tool) is that step's task alone (it dispatches and gathers too).
 
     `workflow` is the path of a CWL file (a Workflow, or a single tool). Other DAG arguments
     (schedule, tags, default_args, ...) pass through. A run's conf is {"job": {...}}.
@@ -64,16 +66,21 @@ class CWLDAG(DAG):
         available = queues.load(Settings.load().queues_file)
         default_queue = conf.get("operators", "default_queue")
         steps = wf.dag_steps()
+        queues_of = {}
+        for step in steps:
+            try:
+                queues_of[step.name] = queues.choose(available, step.cores, step.ram, default_queue)
+            except queues.QueueError as err:
+                raise CWLError(f"{path}: step {step.name}: {err}") from None
         with self:
+            if len(steps) == 1:
+                (step,) = steps
+                CWLOneStepRun(task_id=task_id(step.name), step=step.name, workflow=path, queue=queues_of[step.name])
+                return
             dispatcher = CWLJobDispatcher(task_id=DISPATCHER, workflow=path)
             gatherer = CWLJobGatherer(task_id=GATHERER, workflow=path)
-            tasks = {}
-            for step in steps:
-                try:
-                    queue = queues.choose(available, step.cores, step.ram, default_queue)
-                except queues.QueueError as err:
-                    raise CWLError(f"{path}: step {step.name}: {err}") from None
-                tasks[step.name] = CWLStepOperator(task_id=task_id(step.name), step=step.name, workflow=path, queue=queue)
+            tasks = {step.name: CWLStepOperator(task_id=task_id(step.name), step=step.name, workflow=path,
+                                                queue=queues_of[step.name]) for step in steps}
             needed = set()
             for step in steps:
                 task = tasks[step.name]

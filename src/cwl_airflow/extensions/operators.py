@@ -1,4 +1,5 @@
-"""The tasks of a CWLDAG: the dispatcher, one task per step, the gatherer.
+"""The tasks of a CWLDAG: the dispatcher, one task per step, the gatherer; or, for a workflow of
+one step (a tool), that step alone, doing all three.
 
 Tasks exchange CWL values (JSON text; files by location) through XCom; the files themselves
 stay in the run's tmp folder, which every worker must see at the same path. The CWL work of
@@ -24,6 +25,7 @@ GATHERER = "CWLJobGatherer"
 class _CWLOperator(BaseOperator):
     template_fields = ()
     ui_color = "#d5e8f7"
+    gives_outputs = False  # its result (XCom) is the workflow's output object
 
     def __init__(self, *, workflow: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -41,15 +43,19 @@ class _CWLOperator(BaseOperator):
         return {step: context["ti"].xcom_pull(task_ids=task_id(step)) for step in steps_done}
 
 
+def _conf_job(context: Any) -> str:
+    """The job of the run's conf ({"job": {...}})."""
+    job = (context["dag_run"].conf or {}).get("job")
+    if not isinstance(job, dict):
+        raise CWLError('the run\'s conf must be {"job": {...}} with the workflow\'s inputs')
+    return encode(job)
+
+
 class CWLJobDispatcher(_CWLOperator):
-    """Reads the job from the run's conf ({"job": {...}}) and prepares it as cwltool would."""
+    """Reads the job from the run's conf and prepares it as cwltool would."""
 
     def execute(self, context: Any) -> str:
-        conf = context["dag_run"].conf or {}
-        job = conf.get("job")
-        if not isinstance(job, dict):
-            raise CWLError('the run\'s conf must be {"job": {...}} with the workflow\'s inputs')
-        return steps.run("dispatch", job=encode(job), **self._run(context))
+        return steps.run("dispatch", job=_conf_job(context), **self._run(context))
 
 
 class CWLStepOperator(_CWLOperator):
@@ -74,8 +80,22 @@ class CWLStepOperator(_CWLOperator):
             steps.kill_step(settings, self._arguments)
 
 
+class CWLOneStepRun(CWLStepOperator):
+    """The whole run of a workflow of one step (a tool), in one task named after the step: the
+    job prepared, the step run, the outputs gathered. One task instead of three: each costs a
+    Celery delivery, a task process and the scheduler's turn (most CWL documents are tools)."""
+
+    gives_outputs = True
+
+    def execute(self, context: Any) -> str:
+        self._arguments = {**self._run(context), "step_name": self.step, "task_id": self.task_id}
+        return steps.run("run_alone", job=_conf_job(context), **self._arguments)
+
+
 class CWLJobGatherer(_CWLOperator):
     """Collects the workflow's outputs into the run's output folder; removes the tmp data."""
+
+    gives_outputs = True
 
     def execute(self, context: Any) -> str:
         job = self._job(context)
