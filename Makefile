@@ -7,6 +7,8 @@ export PYTHONPATH := $(CURDIR)/src
 export ANSIBLE_CONFIG := $(CURDIR)/ansible/ansible.cfg
 export PACKER_CACHE_DIR := $(CURDIR)/build/packer_cache
 TESTHOSTS := $(PYTHON) -m testhosts
+# a fact of ansible/group_vars/all/appliance.yml (PYTHONPATH again: the $(shell) of make 4.3 has no exports)
+FACT := PYTHONPATH=$(CURDIR)/src $(PYTHON) scripts/fact.py
 # the cwl_airflow package's unit tests need Airflow and cwltool: their own venv (make tools)
 CWL_UNIT := $(VENV)-cwl/bin/python -m pytest tests/cwl_unit --confcutdir=tests/cwl_unit -p no:cacheprovider
 
@@ -84,9 +86,10 @@ appimage: portable ## the AppImage, build/appimage/cwl-airflow-VERSION-x86_64.Ap
 
 base-image: box-deps $(BASE_IMAGE) ## build the Debian 12 base image of the box (debootstrap; no download of a cloud image)
 
-$(BASE_IMAGE): packer/base-image.sh | box-deps
+$(BASE_IMAGE): packer/base-image.sh scripts/debian-root.sh ansible/group_vars/all/appliance.yml | box-deps
 	@mkdir -p $(@D)
-	BASE_DEB_CACHE=$(CACHE)/base-image-debs packer/base-image.sh $@
+	BASE_DEB_CACHE=$(CACHE)/base-image-debs packer/base-image.sh $@ \
+	  $(foreach key,suite mirror security_mirror,$(shell $(FACT) appliance_debian.$(key)))
 
 box: box-deps wheel $(if $(filter debian-12,$(BOX_OS)),$(BASE_IMAGE)) ## build the Vagrant boxes (libvirt, VirtualBox) with Packer into build/box (BOX_OS, BOX_ACCEL)
 	@mkdir -p $(BOX_DIR)

@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# Builds a bootable Debian base image for the box without downloading a cloud image: debootstrap
-# into an MBR-partitioned disk, grub on BIOS, serial console, DHCP on the first NIC, sshd and a
-# `vagrant` user (Vagrant's standard insecure public key, passwordless sudo), as qcow2.
+# Builds a bootable Debian base image for the box without downloading a cloud image: a Debian
+# root by the project's one recipe (scripts/debian-root.sh) in an MBR-partitioned disk, grub on
+# BIOS, serial console, DHCP on the first NIC, sshd and a `vagrant` user (Vagrant's standard
+# insecure public key, passwordless sudo), as qcow2.
 # Needs root, debootstrap, sfdisk, qemu-img and Debian's vagrant package (for the key).
-#   packer/base-image.sh OUT.qcow2
-# Environment: BASE_SUITE (bookworm), BASE_MIRROR (http://deb.debian.org/debian),
-# BASE_DISK_SIZE (20G), BASE_DEB_CACHE (debootstrap's package cache; none by default),
+#   packer/base-image.sh OUT.qcow2 SUITE MIRROR SECURITY_MIRROR   (make base-image passes appliance_debian)
+# Environment: BASE_DISK_SIZE (20G), BASE_DEB_CACHE (debootstrap's package cache; none by default),
 # VAGRANT_PUBLIC_KEY (default: the key Debian's vagrant package ships).
 set -euo pipefail
-out=${1:?usage: $0 OUT.qcow2}
-suite=${BASE_SUITE:-bookworm}
-mirror=${BASE_MIRROR:-http://deb.debian.org/debian}
+usage="usage: $0 OUT.qcow2 SUITE MIRROR SECURITY_MIRROR"
+out=${1:?$usage} suite=${2:?$usage} mirror=${3:?$usage} security=${4:?$usage}
 size=${BASE_DISK_SIZE:-20G}
 key=${VAGRANT_PUBLIC_KEY:-$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub 2>/dev/null | head -n1)}
 [ -r "$key" ] || { echo "base-image: no Vagrant public key; install Debian's vagrant package or set VAGRANT_PUBLIC_KEY" >&2; exit 1; }
@@ -36,23 +35,15 @@ part=${loop}p1
 mkfs.ext4 -q -L root "$part"
 mkdir "$mnt" && mount "$part" "$mnt"
 
-cache=()
-[ -n "${BASE_DEB_CACHE:-}" ] && mkdir -p "$BASE_DEB_CACHE" && cache=(--cache-dir="$BASE_DEB_CACHE")
 echo "base-image: debootstrap $suite"
-debootstrap --variant=minbase "${cache[@]}" --include="$packages" "$suite" "$mnt" "$mirror" >"$work/debootstrap.log" \
-  || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+"$(dirname "$0")/../scripts/debian-root.sh" "$mnt" "$suite" "$mirror" "$security" "$packages" "${BASE_DEB_CACHE:-}"
 for m in dev dev/pts proc sys; do mount --bind "/$m" "$mnt/$m"; done
+in_root ssh-keygen -q -A  # the build VM's own; the box's cleanup removes them, each box makes its own
 
-cat >"$mnt/etc/apt/sources.list" <<EOF
-deb $mirror $suite main
-deb $mirror $suite-updates main
-deb http://deb.debian.org/debian-security $suite-security main
-EOF
 uuid=$(blkid -s UUID -o value "$part")
 echo "UUID=$uuid / ext4 errors=remount-ro 0 1" >"$mnt/etc/fstab"
 echo appliance >"$mnt/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 appliance\n' >"$mnt/etc/hosts"
-: >"$mnt/etc/machine-id"  # a new one at every first boot
 
 # eth0 whatever the machine type (net.ifnames=0), DHCP from any hypervisor's NAT
 printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' >"$mnt/etc/network/interfaces"
@@ -78,9 +69,7 @@ echo 'vagrant ALL=(ALL) NOPASSWD: ALL' >"$mnt/etc/sudoers.d/vagrant"
 chmod 0440 "$mnt/etc/sudoers.d/vagrant"
 echo 'UseDNS no' >"$mnt/etc/ssh/sshd_config.d/vagrant.conf"
 
-in_root apt-get clean
-rm -rf "$mnt"/var/lib/apt/lists/* "$mnt"/tmp/* "$mnt"/var/log/*.log
-touch -d @0 "$mnt/var/lib/apt/lists"  # no package lists: stale, not fresh, to apt's cache_valid_time
+rm -rf "$mnt"/tmp/* "$mnt"/var/log/*.log
 for m in dev/pts dev proc sys; do umount "$mnt/$m"; done
 fstrim -v "$mnt"  # the loop device punches the freed blocks out of the sparse disk
 umount "$mnt"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from testhosts import Settings, Testbed, rootfs
 from testhosts.airflow import AirflowClient
-from testhosts.facts import DAEMONS
+from testhosts.facts import DAEMONS, DEBIAN
 from testhosts.host import Host
 from testhosts.images import BUSYBOX_TAG, busybox_archive
 from testhosts.playbook import run_playbook
@@ -327,7 +327,8 @@ def box_figures(box_dir: Path, os_name: str = "debian-12") -> dict[str, object]:
     version = (REPO / "packer/VERSION").read_text().strip()
     disk = box_dir / os_name / f"cwl-airflow-{os_name}-{version}.qcow2"
     with tempfile.TemporaryDirectory(dir=box_dir) as tmp:
-        figures["base image"], _ = timed(lambda: run_checked([REPO / "packer/base-image.sh", f"{tmp}/base.qcow2"]))
+        debian = [DEBIAN[key] for key in ("suite", "mirror", "security_mirror")]
+        figures["base image"], _ = timed(lambda: run_checked([REPO / "packer/base-image.sh", f"{tmp}/base.qcow2", *debian]))
         figures["virtualbox box"], _ = timed(lambda: run_checked([REPO / "packer/virtualbox-box.py", disk, f"{tmp}/vb.box"]))
     figures["sizes"] = {name: path.stat().st_size / 2**30 for name, path in (
         ("disk (qcow2, compressed)", disk),

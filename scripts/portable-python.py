@@ -62,7 +62,7 @@ def fetch_sources(settings: Settings, portable: dict, into: Path) -> None:
         for name, sha256 in entry["files"].items():
             cached = downloads / name
             if not cached.exists() or hashlib.sha256(cached.read_bytes()).hexdigest() != sha256:
-                url = f"{portable['portable_debian_mirror']}/{entry['pool']}/{name}"
+                url = f"{settings.mirror}/{entry['pool']}/{name}"
                 log.info("downloading %s", url)
                 with urllib.request.urlopen(url, timeout=120) as response, open(f"{cached}.tmp", "wb") as out:
                     shutil.copyfileobj(response, out)

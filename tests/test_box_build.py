@@ -10,11 +10,13 @@ import json
 import os
 import re
 import subprocess
+import urllib.parse
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
 
+from testhosts.facts import DEBIAN
 from testhosts.vm import VM, private_copy, vagrant_insecure_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +79,7 @@ def base_vm(tmp_path_factory, key):
 def test_base_image_boots_with_systemd_and_network(base_vm):
     assert base_vm.ssh("systemctl is-system-running --wait").stdout.strip() == "running"
     assert "inet 10.0.2." in base_vm.ssh("ip -4 addr show eth0").stdout  # DHCP from qemu's NAT
-    assert base_vm.ssh("getent hosts deb.debian.org").returncode == 0  # DNS
+    assert base_vm.ssh(f"getent hosts {urllib.parse.urlsplit(DEBIAN['mirror']).hostname}").returncode == 0  # DNS
     assert "console=ttyS0" in base_vm.ssh("cat /proc/cmdline").stdout
     assert "login:" in base_vm.console_log.read_text(errors="replace")  # serial console
 

@@ -8,10 +8,12 @@ from pathlib import Path
 import yaml
 
 FACTS_FILE = Path(__file__).resolve().parents[2] / "ansible/group_vars/all/appliance.yml"
-_facts = yaml.safe_load(FACTS_FILE.read_text())
+FACTS: dict = yaml.safe_load(FACTS_FILE.read_text())
 
-PUBLISHED_PORTS: dict[str, int] = _facts["appliance_published_ports"]
+PUBLISHED_PORTS: dict[str, int] = FACTS["appliance_published_ports"]
 """Role variable of a port -> the port."""
 API_PORT: int = PUBLISHED_PORTS["airflow_api_port"]
-DAEMONS: list[str] = _facts["appliance_daemons"]
-VM: dict[str, int] = _facts["appliance_vm"]
+DAEMONS: list[str] = FACTS["appliance_daemons"]
+VM: dict[str, int] = FACTS["appliance_vm"]
+DEBIAN: dict[str, str] = FACTS["appliance_debian"]
+"""suite, mirror, security_mirror"""

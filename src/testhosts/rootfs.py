@@ -1,18 +1,20 @@
-"""The golden Debian rootfs every test host starts from: debootstrapped once, cached as a tarball.
+"""The golden Debian rootfs every test host starts from: made once by the project's one recipe
+of a Debian root (scripts/debian-root.sh) with what systemd-nspawn needs, cached as a tarball.
 
-The cache key hashes this module's source, the suite, the mirror and the package list, so a
-change to the recipe builds a new rootfs instead of reusing a stale one.
+The cache key hashes this module's source, the recipe, the suite, the mirrors and the package
+list, so a change to the recipe builds a new rootfs instead of reusing a stale one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
 from testhosts.settings import Settings
 from testhosts.shell import log, run
+
+DEBIAN_ROOT = Path(__file__).resolve().parents[2] / "scripts/debian-root.sh"
 
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt",
@@ -46,8 +48,8 @@ MASKED_UNITS = (
 
 
 def cache_key(settings: Settings) -> str:
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    h.update("\0".join([settings.suite, settings.mirror, *PACKAGES]).encode())
+    h = hashlib.sha256(Path(__file__).read_bytes() + DEBIAN_ROOT.read_bytes())
+    h.update("\0".join([settings.suite, settings.mirror, settings.security_mirror, *PACKAGES]).encode())
     return h.hexdigest()[:12]
 
 
@@ -74,26 +76,9 @@ def golden(settings: Settings) -> Path:
 
 
 def _debootstrap(settings: Settings, root: Path) -> None:
-    debs = settings.cache_dir / "debootstrap-debs"
-    debs.mkdir(parents=True, exist_ok=True)
     log.info("debootstrap %s into %s (about 2 minutes)", settings.suite, root)
-    run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(PACKAGES)}",
-         settings.suite, root, settings.mirror])
-    # Per-host identity is written when a host is made: hostname, machine-id, ssh host keys.
-    (root / "etc/machine-id").write_text("")
-    for stale in [root / "etc/hostname", *root.glob("etc/ssh/ssh_host_*")]:
-        stale.unlink(missing_ok=True)
-    security = "http://deb.debian.org/debian-security"
-    (root / "etc/apt/sources.list").write_text(
-        f"deb {settings.mirror} {settings.suite} main\n"
-        f"deb {settings.mirror} {settings.suite}-updates main\n"
-        f"deb {security} {settings.suite}-security main\n")
+    run([DEBIAN_ROOT, root, settings.suite, settings.mirror, settings.security_mirror, ",".join(PACKAGES),
+         settings.cache_dir / "debootstrap-debs"])
     (root / "etc/systemd/system/nspawn-cgroup-rw.service").write_text(CGROUP_RW_UNIT)
     run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service", "nspawn-cgroup-rw.service"])
     run(["systemctl", f"--root={root}", "mask", *MASKED_UNITS])
-    run(["chroot", root, "apt-get", "clean"])
-    lists = root / "var/lib/apt/lists"
-    for f in lists.glob("*"):
-        if f.is_file():
-            f.unlink()
-    os.utime(lists, (0, 0))  # else Ansible's apt cache_valid_time takes the empty lists as fresh

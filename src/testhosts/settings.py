@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from testhosts.facts import DEBIAN
+
 DEFAULT_CA_DIR = "/usr/local/share/ca-certificates"
 
 
@@ -20,8 +22,9 @@ class Settings:
     """Private network of the bridge; the build machine is its first address (TESTHOSTS_NET)."""
     bridge: str
     """Bridge interface name, at most 15 characters (TESTHOSTS_BRIDGE)."""
-    suite: str = "bookworm"
-    mirror: str = "http://deb.debian.org/debian"
+    suite: str = DEBIAN["suite"]
+    mirror: str = DEBIAN["mirror"]
+    security_mirror: str = DEBIAN["security_mirror"]
     extra_ca_dir: Path | None = None
     """CA certificates (*.crt) the hosts must trust in addition to the system ones, e.g. an
     intercepting proxy's. TESTHOSTS_EXTRA_CA_DIR; empty disables; default: the build
@@ -40,6 +43,7 @@ class Settings:
             bridge=bridge,
             suite=env.get("TESTHOSTS_SUITE", cls.suite),
             mirror=env.get("TESTHOSTS_MIRROR", cls.mirror),
+            security_mirror=env.get("TESTHOSTS_SECURITY_MIRROR", cls.security_mirror),
             extra_ca_dir=Path(ca_dir) if ca_dir else None,
         )
 

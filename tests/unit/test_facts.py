@@ -4,7 +4,10 @@ variables) says the same."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -62,3 +65,13 @@ def test_the_daemons_are_the_airflow_roles_units():
     units = yaml.safe_load((ROLES / "airflow/vars/main.yml").read_text())["__airflow_daemons"]
     assert sorted(units) == sorted(facts.DAEMONS)
     assert set(up.DAEMONS) <= set(facts.DAEMONS)  # the bundle's `up`: no Celery
+
+
+def test_debian_releases_and_mirrors_are_named_by_the_facts_alone():
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    named = [path for path in tracked.decode().split("\0") if path and (REPO / path).is_file()
+             and facts.DEBIAN["mirror"] in (REPO / path).read_text(errors="replace")]
+    assert named == ["ansible/group_vars/all/appliance.yml"]
+    fact = subprocess.run([sys.executable, "scripts/fact.py", "appliance_debian.suite"], cwd=REPO, capture_output=True,
+                          text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert fact.stdout == f"{facts.DEBIAN['suite']}\n"
