@@ -18,6 +18,7 @@ from normal_user import EXPECTED, WORKFLOW, NormalUser, suites
 from testhosts import one_host
 
 REPO = Path(__file__).resolve().parents[1]
+DOCKER_WORKFLOW = REPO / "tests/cwl/three-step.cwl"
 NAME = f"cwl-airflow-{(REPO / 'packer/VERSION').read_text().strip()}-linux-x86_64"
 
 
@@ -46,7 +47,7 @@ BUNDLE = f"$HOME/my tools/{NAME}"
 @pytest.fixture(params=suites("bullseye"))  # the oldest glibc the bundle supports
 def user(request, settings, tarball):
     with one_host(f"portable-{request.param}", settings, request.param) as host:
-        user = NormalUser(host, request.param, [tarball, WORKFLOW])
+        user = NormalUser(host, request.param, [tarball, WORKFLOW, DOCKER_WORKFLOW])
         user(f'mkdir "$HOME/my tools" && tar -xzf /var/tmp/{tarball.name} -C "$HOME/my tools"')
         yield user
 
@@ -73,10 +74,13 @@ def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
         log = user('cat "$HOME/up.log"', check=False).stdout
     assert "ready:" in log, log[-3000:]
     print(f"{user.suite}: up to healthy in {time.monotonic() - start:.0f} s")
-    assert "no container engine on PATH" in log  # these hosts have no Docker
+    assert "no container engine this user may use" in log  # these hosts have no Docker
     out = user(f'cd "$HOME" && "{BUNDLE}/bin/cwl-airflow" run --quiet --outdir "$HOME/out" '
                f'/var/tmp/{WORKFLOW.name} /var/tmp/job.json')
     assert json.loads(out.stdout) == EXPECTED
+    refused = user(f'cd "$HOME" && echo \'{{"name": "x"}}\' > named.json && "{BUNDLE}/bin/cwl-airflow" run --quiet '
+                   f'/var/tmp/{DOCKER_WORKFLOW.name} named.json', check=False)
+    assert refused.returncode == 1 and all(w in refused.stderr for w in ("Docker", "Podman", "--no-container"))
     second = user(f'"{BUNDLE}/bin/cwl-airflow" up', check=False)
     assert second.returncode == 2 and "another `cwl-airflow up` runs" in second.stderr
     user('kill -TERM "$(cat "$HOME/.local/share/cwl-airflow/up.lock")"')

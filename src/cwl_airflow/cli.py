@@ -406,7 +406,7 @@ def cmd_user_unit(args: argparse.Namespace) -> int:
     from cwl_airflow.up import UpError
 
     try:
-        print(user_unit.install(args.port, args.start))
+        print(user_unit.install(args.port, args.start, args.no_container))
     except UpError as err:
         print(f"cwl-airflow user-unit: {err}", file=sys.stderr)
         return 2
@@ -417,7 +417,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from cwl_airflow import up
 
     try:
-        return up.run(args.port)
+        return up.run(args.port, args.no_container)
     except up.UpError as err:
         print(f"cwl-airflow up: {err}", file=sys.stderr)
         return 2
@@ -466,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     for command in (up, unit):
         command.add_argument("--port", type=int, default=DEFAULT_API_PORT,
                              help=f"the API server's port on 127.0.0.1 (default: {DEFAULT_API_PORT})")
+        command.add_argument("--no-container", action="store_true",
+                             help="run every tool on this machine, none in a container (cwltool's --no-container); "
+                                  "by default Docker where this user may use it, else Podman")
     unit.add_argument("--no-start", dest="start", action="store_false", help="write the unit only")
     unit.set_defaults(func=cmd_user_unit)
     args, unknown = parser.parse_known_args(argv)

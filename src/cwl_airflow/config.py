@@ -10,6 +10,8 @@ from pathlib import Path
 SECTION = "cwl"
 # signatures are checked with a public key: a shared-secret algorithm (HS256) would let anyone
 # who can read the verifying key sign
+# docker: cwltool's default; podman: its --podman; none: steps that require a container are refused
+CONTAINER_ENGINES = ("docker", "podman", "none")
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA")
 
 
@@ -41,6 +43,7 @@ class Settings:
     queues_file: Path
     keep_tmp_data: bool  # keep tmp data after success too (it is always kept after a failure)
     cwltool_options: str  # extra cwltool options, e.g. "--no-container" or "--parallel"
+    container_engine: str  # one of CONTAINER_ENGINES: what runs the steps' containers
     trigger_public_key: str  # PEM or a path: when set, triggers must carry a JWT signed by its private key
     report_private_key: str  # PEM or a path: when set, reports are sent as JWTs signed with it
     jwt_algorithm: str
@@ -66,6 +69,9 @@ class Settings:
         algorithm = _opt("jwt_algorithm", "RS256")
         if algorithm not in JWT_ALGORITHMS:
             raise ValueError(f"[{SECTION}] jwt_algorithm {algorithm!r}: use one of {', '.join(JWT_ALGORITHMS)}")
+        engine = _opt("container_engine", "docker")
+        if engine not in CONTAINER_ENGINES:
+            raise ValueError(f"[{SECTION}] container_engine {engine!r}: use one of {', '.join(CONTAINER_ENGINES)}")
         return cls(
             workflows_folder=folder("workflows_folder", "workflows"),
             inputs_folder=folder("inputs_folder", "inputs"),
@@ -77,6 +83,7 @@ class Settings:
             queues_file=folder("queues_file", "queues.yaml"),
             keep_tmp_data=_opt("keep_tmp_data", "false").lower() in ("1", "true", "yes"),
             cwltool_options=_opt("cwltool_options", ""),
+            container_engine=engine,
             trigger_public_key=_opt("trigger_public_key", ""),
             report_private_key=_opt("report_private_key", ""),
             jwt_algorithm=algorithm,

@@ -66,7 +66,8 @@ def load_workflow(path: str, job: dict[str, Any] | None = None, formats: bool = 
 
 def _runtime(settings: Settings, outdir: Path, run_tmp: Path, prefix: str) -> RuntimeContext:
     """cwltool's runtime options: the configured ones, then the folders of this run."""
-    args = arg_parser().parse_args([*shlex.split(settings.cwltool_options), "unused.cwl"])
+    engine = ["--podman"] if settings.container_engine == "podman" else []
+    args = arg_parser().parse_args([*engine, *shlex.split(settings.cwltool_options), "unused.cwl"])
     runtime = RuntimeContext(vars(args))
     runtime.outdir = str(outdir)
     runtime.tmpdir_prefix = str(run_tmp / "tmp" / prefix) + "-"
@@ -132,10 +133,20 @@ def validate(settings: Settings, workflow: str) -> None:
     CWLWorkflow(workflow, confined_to=(settings.inputs_folder / "uploads",))
 
 
+NO_CONTAINER_ENGINE = (
+    "a tool requires a container (DockerRequirement), and there is no container engine this platform's "
+    "user may use: install Docker (and join its group docker) or Podman, then start the platform again; "
+    "or run the tools on this machine without containers (cwltool's --no-container: `cwl-airflow up --no-container`)")
+
+
 def check(settings: Settings, workflow: str, job: str) -> str:
     """The job prepared as the run will see it (CWLError: why it is refused)."""
     values = decode(job)
-    return encode(check_job(load_workflow(workflow, values), values, settings))
+    wf = load_workflow(workflow, values)
+    if settings.container_engine == "none" and "--no-container" not in shlex.split(settings.cwltool_options) \
+            and wf.requires_container():
+        raise CWLError(NO_CONTAINER_ENGINE)
+    return encode(check_job(wf, values, settings))
 
 
 def dispatch(settings: Settings, workflow: str, job: str, dag_id: str, run_id: str) -> str:

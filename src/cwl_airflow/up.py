@@ -70,9 +70,28 @@ def prepare(home: Path, airflow_home: Path) -> None:
     _kept_secret(airflow_home / "passwords.json", lambda: json.dumps({ADMIN: secrets.token_urlsafe(18)}))
 
 
-def configure(home: Path, airflow_home: Path, port: int) -> str:
+def container_engine(env: dict[str, str]) -> str:
+    """What runs the steps' containers for this user: Docker where its daemon answers them, else
+    Podman (rootless), else none (config.CONTAINER_ENGINES)."""
+    if shutil.which("docker", path=env["PATH"]):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            if subprocess.run(["docker", "version"], env=env, capture_output=True, timeout=30).returncode == 0:
+                return "docker"
+    return "podman" if shutil.which("podman", path=env["PATH"]) else "none"
+
+
+ENGINE_SAID = {
+    "docker": "containers: docker",
+    "podman": "containers: podman (docker is not installed, or its daemon does not answer this user)",
+    "none": "no container engine this user may use: steps that require a container (DockerRequirement) will "
+            "be refused; install Docker (and join its group docker) or Podman, or run `up --no-container`",
+}
+
+
+def configure(home: Path, airflow_home: Path, port: int, engine: str, no_container: bool = False) -> str:
     """Write AIRFLOW_HOME/airflow.cfg (0600): one user's Airflow on SQLite, the CWL folders under
-    home; every `airflow` command with this AIRFLOW_HOME, daemon or not, reads it. The API's URL."""
+    home, the steps' container engine (or none at all: `no_container`); every `airflow` command
+    with this AIRFLOW_HOME, daemon or not, reads it. The API's URL."""
     from configparser import ConfigParser
 
     from cryptography.fernet import Fernet
@@ -100,7 +119,8 @@ def configure(home: Path, airflow_home: Path, port: int) -> str:
         "scheduler": {"scheduler_idle_sleep_time": "0.1"},
         "dag_processor": {"min_file_process_interval": "600"},
         "cwl": {**{f"{name}_folder": str(home / "cwl" / name) for name in ("workflows", "inputs", "outputs", "tmp", "reports")},
-                "queues_file": str(home / "cwl" / "queues.yaml"), "uploaders": ADMIN},
+                "queues_file": str(home / "cwl" / "queues.yaml"), "uploaders": ADMIN,
+                "container_engine": engine, "cwltool_options": "--no-container" if no_container else ""},
     })
     path = airflow_home / "airflow.cfg"
     fd = os.open(f"{path}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -221,18 +241,18 @@ def _stop_on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run(port: int) -> int:
+def run(port: int, no_container: bool = False) -> int:
     home, airflow_home = homes()
     prepare(home, airflow_home)
     lock = _locked(home)
     _stop_leftovers(home)
     if not _port_free(port):
         raise UpError(f"port {port} on 127.0.0.1 is in use: stop what uses it or run `cwl-airflow up --port N`")
-    url = configure(home, airflow_home, port)
     env = environment(airflow_home)
+    engine = "none" if no_container else container_engine(env)
+    url = configure(home, airflow_home, port, engine, no_container)
     _say("up", f"home {home}")
-    if not shutil.which("docker", path=env["PATH"]):
-        _say("up", "no container engine on PATH: steps with DockerRequirement will fail until Docker is installed")
+    _say("up", "tools run on this machine, in no container (--no-container)" if no_container else ENGINE_SAID[engine])
     _say("up", "database: migrating (a new one takes a minute)")
     migrated = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True)
     if migrated.returncode != 0:

@@ -25,7 +25,7 @@ Description=cwl-airflow: Airflow and the CWL API on http://127.0.0.1:{port}
 [Service]
 Type=simple
 Environment={homes}
-ExecStart={command} up --port {port}
+ExecStart={command} up --port {port}{options}
 # SIGTERM to every process: up and its daemons stop; the AppImage's FUSE server ignores it and
 # unmounts when the last process holding the image ends. (KillMode=mixed would SIGKILL the rest
 # the moment up exits: the server too, leaving its mount behind.) What is left after the timeout
@@ -49,12 +49,13 @@ def _quoted(word: str) -> str:
     return f'"{escaped}"'
 
 
-def unit_text(launcher: str, homes: dict[str, Path], port: int) -> str:
+def unit_text(launcher: str, homes: dict[str, Path], port: int, no_container: bool = False) -> str:
     return UNIT.format(port=port, homes=" ".join(_quoted(f"{name}={path}") for name, path in homes.items()),
-                       command=_quoted(launcher), timeout=STOP_SECONDS + 30)
+                       command=_quoted(launcher), timeout=STOP_SECONDS + 30,
+                       options=" --no-container" if no_container else "")
 
 
-def install(port: int, start: bool) -> str:
+def install(port: int, start: bool, no_container: bool = False) -> str:
     """Write the unit into the user's systemd folder and (if asked) enable and start it; what was done."""
     launcher = os.environ.get("CWL_AIRFLOW_LAUNCHER")
     if not launcher:
@@ -64,7 +65,7 @@ def install(port: int, start: bool) -> str:
     path = config / "systemd" / "user" / UNIT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(unit_text(launcher, {"CWL_AIRFLOW_HOME": home.resolve(), "AIRFLOW_HOME": airflow_home.resolve()},
-                              port))
+                              port, no_container))
     if not start:
         return f"wrote {path}; start it with: systemctl --user enable --now {UNIT_NAME}"
     if not shutil.which("systemctl"):

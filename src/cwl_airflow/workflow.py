@@ -193,6 +193,11 @@ class CWLWorkflow:
             result.append(Step(name, upstream, *_resources(step.embedded_tool)))
         return result
 
+    def requires_container(self) -> bool:
+        """Whether a tool requires (not only hints) a DockerRequirement: without a container
+        engine cwltool runs hinted tools on the host and fails required ones."""
+        return any(tool.get_requirement("DockerRequirement")[1] for tool in _tools(self.process))
+
     def input_names(self) -> list[str]:
         return [shortname(i["id"]) for i in self.process.tool["inputs"]]
 
