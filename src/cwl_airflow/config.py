@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SECTION = "cwl"
-# signatures are checked with a public key: a shared-secret algorithm (HS256) would let anyone
-# who can read the verifying key sign
 # docker: cwltool's default; podman: its --podman; none: steps that require a container are refused
 CONTAINER_ENGINES = ("docker", "podman", "none")
+# signatures are checked with a public key: a shared-secret algorithm (HS256) would let anyone
+# who can read the verifying key sign
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA")
 
 

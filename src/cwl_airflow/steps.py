@@ -64,11 +64,16 @@ def load_workflow(path: str, job: dict[str, Any] | None = None, formats: bool = 
     return _workflow(path, os.stat(path).st_mtime, json.dumps(job_requirements(job or {})), formats)
 
 
-def _runtime(settings: Settings, outdir: Path, run_tmp: Path, prefix: str) -> RuntimeContext:
-    """cwltool's runtime options: the configured ones, then the folders of this run."""
+def _cwltool_options(settings: Settings) -> RuntimeContext:
+    """cwltool's runtime options as configured: the container engine's, then cwltool_options."""
     engine = ["--podman"] if settings.container_engine == "podman" else []
     args = arg_parser().parse_args([*engine, *shlex.split(settings.cwltool_options), "unused.cwl"])
-    runtime = RuntimeContext(vars(args))
+    return RuntimeContext(vars(args))
+
+
+def _runtime(settings: Settings, outdir: Path, run_tmp: Path, prefix: str) -> RuntimeContext:
+    """cwltool's runtime options: the configured ones, then the folders of this run."""
+    runtime = _cwltool_options(settings)
     runtime.outdir = str(outdir)
     runtime.tmpdir_prefix = str(run_tmp / "tmp" / prefix) + "-"
     runtime.tmp_outdir_prefix = str(run_tmp / "tmp" / prefix) + "-out-"
@@ -143,8 +148,7 @@ def check(settings: Settings, workflow: str, job: str) -> str:
     """The job prepared as the run will see it (CWLError: why it is refused)."""
     values = decode(job)
     wf = load_workflow(workflow, values)
-    if settings.container_engine == "none" and "--no-container" not in shlex.split(settings.cwltool_options) \
-            and wf.requires_container():
+    if settings.container_engine == "none" and _cwltool_options(settings).use_container and wf.requires_container():
         raise CWLError(NO_CONTAINER_ENGINE)
     return encode(check_job(wf, values, settings))
 

@@ -69,8 +69,12 @@ class CWLStepOperator(_CWLOperator):
         job = self._job(context)
         upstream = next(s.upstream for s in load_workflow(self.workflow, decode(job), formats=False).dag_steps()
                         if s.name == self.step)
-        self._arguments = {**self._run(context), "step_name": self.step, "task_id": self.task_id}
+        self._arguments = self._step_arguments(context)
         return steps.run("step", job=job, finished=self._results(context, sorted(upstream)), **self._arguments)
+
+    def _step_arguments(self, context: Any) -> dict[str, str]:
+        """The step's operation arguments, kept for on_kill."""
+        return {**self._run(context), "step_name": self.step, "task_id": self.task_id}
 
     def on_kill(self) -> None:
         """In this process, kill the step's containers and processes; the step service does
@@ -88,7 +92,7 @@ class CWLOneStepRun(CWLStepOperator):
     gives_outputs = True
 
     def execute(self, context: Any) -> str:
-        self._arguments = {**self._run(context), "step_name": self.step, "task_id": self.task_id}
+        self._arguments = self._step_arguments(context)
         return steps.run("run_alone", job=_conf_job(context), **self._arguments)
 
 
