@@ -17,3 +17,8 @@ DAEMONS: list[str] = FACTS["appliance_daemons"]
 VM: dict[str, int] = FACTS["appliance_vm"]
 DEBIAN: dict[str, str] = FACTS["appliance_debian"]
 """suite, mirror, security_mirror"""
+
+VERSION: str = (FACTS_FILE.parents[3] / "packer/VERSION").read_text().strip()
+TARBALL: str = f"cwl-airflow-{VERSION}-linux-x86_64"
+"""The portable tarball's name (and its top folder), without .tar.gz or .tar.zst"""
+APPIMAGE: str = f"cwl-airflow-{VERSION}-x86_64.AppImage"

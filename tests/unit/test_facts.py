@@ -75,3 +75,10 @@ def test_debian_releases_and_mirrors_are_named_by_the_facts_alone():
     fact = subprocess.run([sys.executable, "scripts/fact.py", "appliance_debian.suite"], cwd=REPO, capture_output=True,
                           text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert fact.stdout == f"{facts.DEBIAN['suite']}\n"
+
+
+def test_packer_names_the_portable_artifacts_as_the_harness_does():
+    template = text("packer/portable.pkr.hcl")
+    names = {key: value.replace("${local.version}", facts.VERSION)
+             for key, value in re.findall(r'^  (name|appimage_name) += "(.*)"$', template, re.M)}
+    assert names == {"name": facts.TARBALL, "appimage_name": facts.APPIMAGE.removesuffix(".AppImage")}
