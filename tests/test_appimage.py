@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from browser import Browser
-from normal_user import EXPECTED, WORKFLOW, NormalUser, suites
+from artifact_tests import EXPECTED, WORKFLOW, suites
 from portable.appimage import APP_ID
-from testhosts import one_host
+from testhosts import facts, one_host
+from testhosts.images import busybox_archive
+from testhosts.normal_user import DOCKER_WORKFLOW, NormalUser
 
 REPO = Path(__file__).resolve().parents[1]
-VERSION = (REPO / "packer/VERSION").read_text().strip()
-NAME = f"cwl-airflow-{VERSION}-x86_64.AppImage"
+VERSION, NAME = facts.VERSION, facts.APPIMAGE
 APP = f"$HOME/my tools/{NAME}"
 HOME = "$HOME/.local/share/cwl-airflow"
 
@@ -67,7 +68,7 @@ def test_the_file_is_a_type2_appimage_with_its_checksum(appimage, tmp_path):
 @pytest.fixture(params=suites("bookworm"))  # the one whose chromium looks at the UI
 def user(request, settings, appimage):
     with one_host(f"appimage-{request.param}", settings, request.param, devices=["/dev/fuse"]) as host:
-        user = NormalUser(host, request.param, [appimage, WORKFLOW])
+        user = NormalUser(host, request.param, [appimage, WORKFLOW, DOCKER_WORKFLOW])
         user(f'mkdir "$HOME/my tools" && cp /var/tmp/{NAME} "{APP}" && chmod +x "{APP}"')
         yield user
 
@@ -135,6 +136,18 @@ def test_it_runs_the_platform_without_fuse_and_with_it(user):
         user(f'appstreamcli validate --no-net "{root}/usr/share/metainfo/{APP_ID}.appdata.xml"')
         icon = (user.host.root / "home/someone/squashfs-root/.DirIcon").read_bytes()
         assert icon[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", icon[16:24]) == (256, 256)
+
+
+def test_its_docker_steps_run_in_the_users_docker(user, settings):
+    """Where the user may use Docker (group docker), the image's `up` picks it and
+    DockerRequirement steps run in it; stopping leaves no process and no mount."""
+    user.use_docker(busybox_archive(settings))
+    with_fuse(user)
+    start_up(user, "docker.log")
+    assert "containers: docker" in user('cat "$HOME/docker.log"').stdout
+    user.run_in_docker(f'"{APP}"')
+    user(f'kill -TERM {up_pid(user)}')
+    wait_stopped(user)
 
 
 def test_a_user_unit_runs_the_image_itself_and_its_stop_leaves_nothing(user):

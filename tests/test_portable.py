@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from normal_user import EXPECTED, WORKFLOW, NormalUser, suites
-from testhosts import one_host
+from artifact_tests import EXPECTED, WORKFLOW, suites
+from testhosts import facts, one_host
+from testhosts.images import busybox_archive
+from testhosts.normal_user import DOCKER_WORKFLOW, NormalUser
 
-REPO = Path(__file__).resolve().parents[1]
-DOCKER_WORKFLOW = REPO / "tests/cwl/three-step.cwl"
-NAME = f"cwl-airflow-{(REPO / 'packer/VERSION').read_text().strip()}-linux-x86_64"
+NAME = facts.TARBALL
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,16 @@ def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
         time.sleep(1)
     assert user.processes() == [], "left running after SIGTERM"
     assert "stopped" in user('tail -n 3 "$HOME/up.log"').stdout
+
+
+def test_its_docker_steps_run_in_the_users_docker(user, settings):
+    """Where the user may use Docker (group docker), `up` picks it and DockerRequirement steps run in it."""
+    user.use_docker(busybox_archive(settings))
+    user(f'setsid "{BUNDLE}/bin/cwl-airflow" up > "$HOME/up.log" 2>&1 < /dev/null &')
+    assert "containers: docker" in user.wait_for("$HOME/up.log", "ready:")
+    user.run_in_docker(f'"{BUNDLE}/bin/cwl-airflow"')
+    user('kill -TERM "$(cat "$HOME/.local/share/cwl-airflow/up.lock")"')
+    user.wait_for("$HOME/up.log", "stopped")
 
 
 def test_a_user_unit_supervises_up_and_restarts_a_killed_daemon(user):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from normal_user import suites
+from artifact_tests import suites
 from portable import entrypoints, gates
 from portable.archive import GLIBC_FLOOR
 from testhosts import one_host

@@ -1,4 +1,5 @@
-"""A normal user of a test host with no python3, as the portable artifacts' tests need one."""
+"""A normal user of a test host with no python3, as the portable artifacts' tests and their
+benchmark need one."""
 
 from __future__ import annotations
 
@@ -6,18 +7,10 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SUITES = ["bullseye", "bookworm", "trixie"]  # Debian 11, 12 and 13
-WORKFLOW = REPO / "tests/cwl/features.cwl"  # JavaScript, scatter, a subworkflow
-EXPECTED = {"echoed": ["a!", "b!"], "shouted": "A!", "joined": "a! b!"}
-
-
-def suites(in_ci: str) -> list:
-    """SUITES as test parameters: `in_ci` in every run, the others in `make test-full` only."""
-    return [pytest.param(suite, marks=() if suite == in_ci else pytest.mark.full) for suite in SUITES]
+REPO = Path(__file__).resolve().parents[2]
+DOCKER_WORKFLOW = REPO / "tests/cwl/three-step.cwl"  # three steps in the test image (DockerRequirement)
 
 
 class NormalUser:
@@ -52,6 +45,28 @@ class NormalUser:
             self._package_lists = True
         self.host.exec("sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get -qq -y install "
                                    f"{' '.join(packages)} >/dev/null")
+
+    def use_docker(self, image_archive: Path) -> None:
+        """Debian's Docker on the host, the user in its group (which may use the daemon), the
+        `docker load` archive of the steps' image loaded (no registry is reachable here)."""
+        self.install("docker.io")
+        self.host.exec("usermod", "-a", "-G", "docker", "someone")
+        (self.host.root / "var/tmp/image.tar").write_bytes(image_archive.read_bytes())
+        self.host.exec("docker", "load", "-i", "/var/tmp/image.tar")
+
+    def run_in_docker(self, cwl_airflow: str) -> None:
+        """DOCKER_WORKFLOW through `cwl_airflow run` (the command as the shell gives it): its
+        outputs, from steps that ran in containers of the test image (the daemon's events)."""
+        since = self.host.exec("date", "+%s").stdout.strip()
+        out = self(f'cd "$HOME" && echo \'{{"name": "docker"}}\' > docker.json && {cwl_airflow} run --quiet '
+                   f'--outdir "$HOME/docker-out" /var/tmp/{DOCKER_WORKFLOW.name} docker.json')
+        outputs = {name: unquote(urlsplit(file["location"]).path) for name, file in json.loads(out.stdout).items()}
+        assert self(f'cat "{outputs["shouted"]}"').stdout == "HELLO DOCKER\n"
+        assert self(f'cat "{outputs["length"]}"').stdout.strip() == "13"
+        until = self.host.exec("date", "+%s").stdout.strip()
+        started = self.host.exec("docker", "events", "--since", since, "--until", until, "--filter", "event=start",
+                                 "--format", "{{.From}}").stdout.split()
+        assert started == ["appliance-test/busybox:latest"] * 3, started
 
     def start_user_manager(self) -> str:
         """The user's own service manager, as a login or lingering starts it; the environment its
