@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import statistics
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -59,6 +60,10 @@ class RunnerResult:
     passed: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
     unsupported: set[str] = field(default_factory=set)
+    times: dict[str, float] = field(default_factory=dict)  # test id -> seconds cwltest measured
+
+    def median_time(self, ids: list[str]) -> float:
+        return statistics.median(self.times[i] for i in ids) if ids else 0.0
 
 
 def suite_tests(suite: Path) -> list[SuiteTest]:
@@ -79,6 +84,7 @@ def parse_junit(runner: str, seconds: float, xml: str) -> RunnerResult:
     result = RunnerResult(runner, seconds)
     for case in ET.fromstring(xml).iter("testcase"):
         test_id = case.get("file") or case.get("name")
+        result.times[test_id] = float(case.get("time") or 0)
         if case.find("skipped") is not None:
             result.unsupported.add(test_id)
         elif case.find("failure") is not None or case.find("error") is not None:
@@ -166,9 +172,12 @@ class Comparison:
 
     def markdown(self) -> str:
         ratio = self.appliance.seconds / self.reference.seconds if self.reference.seconds else 0
+        both = sorted(self.reference.passed & self.appliance.passed)
         lines = [
             f"Wall time: cwltool {self.reference.seconds:.0f} s, cwl-airflow {self.appliance.seconds:.0f} s "
             f"({ratio:.2f}x).", "",
+            f"Median seconds per test that both pass: cwltool {self.reference.median_time(both):.2f}, "
+            f"cwl-airflow {self.appliance.median_time(both):.2f}.", "",
             "| tag | cwl-airflow | cwltool | tests |", "|---|---|---|---|",
             *[f"| {tag} | {a} | {r} | {n} |" for tag, (a, r, n) in self.per_tag().items()], "",
         ]
