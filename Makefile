@@ -12,7 +12,7 @@ FACT := PYTHONPATH=$(CURDIR)/src $(PYTHON) scripts/fact.py
 # the cwl_airflow package's unit tests need Airflow and cwltool: their own venv (make tools)
 CWL_UNIT := $(VENV)-cwl/bin/python -m pytest tests/cwl_unit --confcutdir=tests/cwl_unit -p no:cacheprovider
 
-.PHONY: help tools deps box-deps wheel test test-full unit lint host host-down bench bench-box lock base-image box box-test conformance portable-python portable appimage
+.PHONY: help tools deps box-deps wheel test test-full unit lint host host-down bench bench-portable bench-box lock base-image box box-test conformance portable-python portable appimage
 
 # The box (packer/): BOX_OS names a packer/*.pkrvars.hcl; BOX_ACCEL=tcg where KVM does not work.
 BOX_OS ?= debian-12
@@ -102,6 +102,9 @@ box: box-deps wheel $(if $(filter debian-12,$(BOX_OS)),$(BASE_IMAGE)) ## build t
 box-test: box-deps ## boot the built box's disk with qemu and test it: the appliance, the box, a workflow
 	$(PYTHON) -m pytest tests/box --box-disk $(BOX_DIR)/$(BOX_OS)/cwl-airflow-$(BOX_OS)-$(file <packer/VERSION).qcow2 \
 	  --box-accel $(BOX_ACCEL) --junitxml=$(RESULTS)/junit-box.xml
+
+bench-portable: deps wheel ## build the tarball and the AppImage, then their figures (sizes, unpack, up, memory, workflows) into docs/benchmarks.md
+	$(PYTHON) scripts/bench.py --portable docs/benchmarks.md
 
 bench-box: box box-test ## build and test the box, then write its figures (build phases, sizes, first boot) into docs/benchmarks.md
 	$(PYTHON) scripts/bench.py --box docs/benchmarks.md

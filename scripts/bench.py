@@ -12,8 +12,9 @@ sections of docs/benchmarks.md.
   divided by plain `cwltool` on the same workflow and host, with and without Docker steps.
 - The box (--box, after `make box box-test`): the base image build, the phases of Packer's
   build from its timestamped log, the VirtualBox box, sizes, and first boot to healthy.
+- The tarball and the AppImage (--portable): scripts/bench_portable.py.
 
-Usage: scripts/bench.py [--airflow-only | --cwl-only | --box] [docs/benchmarks.md]
+Usage: scripts/bench.py [--airflow-only | --cwl-only | --box | --portable] [docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -377,6 +378,12 @@ def main(out: Path, only: str | None = None) -> None:
     if only == "box":
         write_box_section(out, measured.replace("`make bench`", "`make bench-box`"), box_figures(REPO / "build/box"))
         return
+    if only == "portable":
+        import bench_portable
+
+        on = measured.replace("`make bench`", "`make bench-portable`")
+        write_section(out, "portable", bench_portable.markdown(on, bench_portable.figures(warm_settings)))
+        return
     if only:
         tb = Testbed("bench-warm", warm_settings)
         tb.down()
@@ -467,5 +474,7 @@ if __name__ == "__main__":
                       help="one warm host, the cwl-airflow section only")
     only.add_argument("--box", dest="only", action="store_const", const="box",
                       help="the box section, from the last `make box box-test` (make bench-box)")
+    only.add_argument("--portable", dest="only", action="store_const", const="portable",
+                      help="build the tarball and the AppImage, then their figures (make bench-portable)")
     args = parser.parse_args()
     main(args.out, args.only)
