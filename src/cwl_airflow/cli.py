@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import MutableMapping, MutableSequence
+from collections.abc import Iterator, MutableMapping, MutableSequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,18 @@ UNSUPPORTED = 33
 DEFAULT_API_PORT = 8080
 DEFAULT_API = f"http://127.0.0.1:{DEFAULT_API_PORT}"
 FINISHED = ("success", "failed")
+
+
+def poll_waits(quick: float = 0.1, quick_for: float = 3.0, factor: float = 1.25, longest: float = 2.0) -> Iterator[float]:
+    """Seconds to sleep between two looks at a run: every `quick` s for its first `quick_for` s
+    (most runs of a tool end within a second or two, and each wait adds to the run's time),
+    then each wait `factor` times longer, up to `longest` (a long run costs few requests)."""
+    waited, wait = 0.0, quick
+    while True:
+        yield wait
+        waited += wait
+        if waited >= quick_for:
+            wait = min(longest, wait * factor)
 
 
 class APIError(Exception):
@@ -325,8 +337,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     raise
                 time.sleep(0.5)
         say(f"started {dag_id} run {run['run_id']}")
+        waits = poll_waits()
         while run["state"] not in FINISHED:
-            time.sleep(0.3)
+            time.sleep(next(waits))
             run = client.run(dag_id, run["run_id"])
         if run["state"] != "success":
             print(f"cwl-airflow: run {run['run_id']} of {dag_id} failed; failed tasks: "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cwl_airflow import cli
 from dag_order import run_like_the_dag
 
 CWL = Path(__file__).resolve().parents[1] / "cwl"
@@ -140,3 +141,16 @@ def test_a_tool_whose_input_and_output_share_an_id_is_packed_as_it_is(tmp_path):
     out = run_like_the_dag(str(tmp_path / "packed.cwl"), job, tmp_path, tmp_path / "tmp", tmp_path / "out")
     assert out["out"]["basename"] == "inner"
     assert [entry["basename"] for entry in out["out"]["listing"]] == ["file"]
+
+
+def test_the_client_looks_at_a_run_often_at_first_then_seldom():
+    waits = cli.poll_waits()
+    first = [next(waits) for _ in range(30)]
+    assert first[:30] == [0.1] * 30  # the first 3 s: a short run's end is seen within 0.1 s
+    later, elapsed, looks = [], 3.0, 0
+    while elapsed < 3600:
+        later.append(next(waits))
+        elapsed += later[-1]
+        looks += 1
+    assert later == sorted(later) and max(later) == 2.0
+    assert looks < 1900  # an hour's run: about one look every 2 s
