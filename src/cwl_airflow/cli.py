@@ -313,8 +313,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(args, message)
 
     try:
+        from cwl_airflow import schemas
         from cwl_airflow.workflow import CWL_REQUIREMENTS, CWLError, CWLWorkflow
 
+        schemas.load()
         job_path = Path(args.job) if args.job else None
         workflow = CWLWorkflow(args.workflow)
         given = load_job(job_path)

@@ -12,3 +12,4 @@ os.environ["AIRFLOW_HOME"] = _home
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__CWL__QUEUES_FILE"] = str(Path(_home) / "queues.yaml")
+os.environ["XDG_CACHE_HOME"] = str(Path(_home) / "cache")  # the client's schema cache
