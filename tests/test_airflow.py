@@ -3,6 +3,7 @@
 import json
 import time
 import urllib.error
+import urllib.parse
 
 import pytest
 
@@ -218,6 +219,12 @@ def test_new_secrets_replace_every_secret(host, testbed, airflow, smoke_dag, cre
         assert (passwords.user, passwords.mode) == ("airflow", 0o600)
         admin = json.loads(passwords.content_string)["admin"]
         assert admin != old["airflow-admin"]
+        new_passwords = [urllib.parse.urlsplit(new_env[name].strip('"')).password for name in
+                         ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL")]
+        new_passwords += [new_env["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"].strip('"').split(":", 1)[1], admin]
+        # rabbitmqctl took a password beginning with "-" for an option (CI, 2026-12-07)
+        assert all(password.isascii() and password.isalnum() and len(password) >= 24
+                   for password in new_passwords), new_passwords
         renewed = AirflowClient(airflow.url, "admin", admin)
         renewed.wait_healthy()
         with pytest.raises(urllib.error.HTTPError):
