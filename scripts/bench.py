@@ -125,21 +125,58 @@ def airflow_figures(tb: Testbed, host: Host) -> dict[str, object]:
 
 # CPU seconds used so far by a unit's main process and its descendants (test hosts have no
 # CPU accounting).
-UNIT_CPU_SCRIPT = """
-import os, subprocess, sys
-main = subprocess.run(['systemctl', 'show', '-P', 'MainPID', sys.argv[1]], capture_output=True, text=True).stdout.strip()
+# CPU seconds of each running service: its processes and the children they reaped (the test
+# hosts' cgroups are v1, where systemd does not count CPU per unit); JSON {unit: seconds}.
+UNITS_CPU_SCRIPT = """
+import json, os, subprocess
+listed = subprocess.run(['systemctl', 'list-units', '--type=service', '--state=running', '--plain', '--no-legend'],
+                        capture_output=True, text=True, check=True).stdout
+names = [line.split()[0] for line in listed.splitlines() if line.strip()]
+shown = subprocess.run(['systemctl', 'show', '-p', 'Id', '-p', 'MainPID', *names],
+                       capture_output=True, text=True, check=True).stdout
+owner = {}
+for block in shown.strip().split('\\n\\n'):
+    fields = dict(line.split('=', 1) for line in block.splitlines() if '=' in line)
+    if fields.get('MainPID', '0') != '0':
+        owner[fields['MainPID']] = fields['Id'].removesuffix('.service')
 stats = {}
 for pid in filter(str.isdigit, os.listdir('/proc')):
     try:
         fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
     except OSError:
         continue
-    stats[pid] = (fields[1], int(fields[11]) + int(fields[12]))
-tree = {main}
-for _ in range(5):
-    tree |= {pid for pid, (ppid, _) in stats.items() if ppid in tree}
-print(sum(stats[pid][1] for pid in tree if pid in stats) / os.sysconf('SC_CLK_TCK'))
+    stats[pid] = (fields[1], sum(map(int, fields[11:15])))  # utime stime cutime cstime
+for _ in range(8):
+    owner.update({pid: owner[ppid] for pid, (ppid, _) in stats.items() if pid not in owner and ppid in owner})
+usage = {}
+for pid, unit in owner.items():
+    if pid in stats:
+        usage[unit] = usage.get(unit, 0) + stats[pid][1] / os.sysconf('SC_CLK_TCK')
+print(json.dumps(usage))
 """
+# Runs of a new one-step tool each (as the CWL suite's tests mostly are) through a runner:
+# JSON [[wall seconds, CPU seconds of the runner's processes], ...].
+TOOL_RUNS_SCRIPT = """
+import json, resource, subprocess, sys, time, uuid
+from pathlib import Path
+runner, runs = sys.argv[1].split(), int(sys.argv[2])
+folder = Path('/root/bench')
+(folder / 'cpu-job.json').write_text('{"msg": "hi"}')
+measured = []
+for _ in range(runs):
+    tool = folder / f'cpu-{uuid.uuid4().hex[:8]}.cwl'
+    tool.write_text('cwlVersion: v1.2\\nclass: CommandLineTool\\nbaseCommand: echo\\n'
+                    f'arguments: [x{tool.stem}]\\ninputs: {{msg: {{type: string, inputBinding: {{}}}}}}\\n'
+                    'outputs: {out: stdout}\\n')
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    subprocess.run([*runner, '--quiet', '--outdir', '/tmp/cpu-out', tool.name, 'cpu-job.json'], cwd=folder,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    measured.append([time.monotonic() - start,
+                     after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime])
+print(json.dumps(measured))
+"""
+CPU_RUNS = 10
 CWL_RUNS = 5
 TIMING_SCRIPT = """
 import json, statistics, subprocess, sys, time
@@ -211,6 +248,26 @@ def phases(host: Host) -> dict[str, object]:
             "total": statistics.median(r["total"] for r in runs), "max": max(r["total"] for r in runs)}
 
 
+def units_cpu(host: Host) -> dict[str, float]:
+    return json.loads(host.exec("python3", "-c", UNITS_CPU_SCRIPT).stdout)
+
+
+def cpu_per_run(host: Host) -> dict[str, object]:
+    """Mean wall and CPU seconds of a run of a new one-step tool: plain cwltool's, and
+    `cwl-airflow run`'s with the CPU each service spent meanwhile."""
+    def tool_runs(runner: str) -> list[list[float]]:
+        return json.loads(host.exec("python3", "-c", TOOL_RUNS_SCRIPT, runner, str(CPU_RUNS)).stdout)
+
+    reference = tool_runs("/opt/airflow/venv/bin/cwltool")
+    before = units_cpu(host)
+    appliance = tool_runs("cwl-airflow run")
+    after = units_cpu(host)
+    services = {unit: (seconds - before.get(unit, 0)) / CPU_RUNS for unit, seconds in after.items()}
+    return {"cwltool": [statistics.mean(column) for column in zip(*reference)],
+            "cwl-airflow run": [statistics.mean(column) for column in zip(*appliance)],
+            "services": dict(sorted(((u, s) for u, s in services.items() if s >= 0.005), key=lambda us: -us[1]))}
+
+
 def cwl_figures(host: Host) -> dict[str, object]:
     """`cwl-airflow run` (first: upload and parse included; then warm) against plain cwltool."""
     host.exec("mkdir", "-p", "/root/bench")
@@ -234,8 +291,11 @@ def cwl_figures(host: Host) -> dict[str, object]:
     figures["phases"] = phases(host)
     print("phases", figures["phases"], flush=True)
 
+    figures["cpu per run"] = cpu_per_run(host)
+    print("cpu per run", figures["cpu per run"], flush=True)
+
     def cpu_seconds() -> float:
-        return float(host.exec("python3", "-c", UNIT_CPU_SCRIPT, "airflow-scheduler.service").stdout)
+        return units_cpu(host)["airflow-scheduler"]
 
     time.sleep(30)  # idle
     before = cpu_seconds()
@@ -246,6 +306,9 @@ def cwl_figures(host: Host) -> dict[str, object]:
 
 def write_cwl_section(out: Path, measured: str, cwl: dict[str, object]) -> None:
     idle_cpu = cwl.pop("scheduler idle cpu")
+    cpu = cwl.pop("cpu per run")
+    (ref_wall, ref_cpu), (run_wall, client_cpu) = cpu["cwltool"], cpu["cwl-airflow run"]
+    service_rows = "\n".join(f"| {unit} | {seconds:.2f} |" for unit, seconds in cpu["services"].items())
     first = cwl.pop("phases")
     phase_rows = "\n".join(f"| {name} | {seconds:.2f} |" for name, seconds in first["phases"].items())
     rows = "\n".join(
@@ -267,7 +330,7 @@ outputs fetched) against plain `cwltool` on the same host. Seconds, median of {C
 What makes it fast: Celery workers and the DAG processor import cwltool and load the CWL
 schemas once, before they fork task or parsing processes (`cwl_airflow.preload`); an upload
 stores its DAG itself; task supervisors look at their task every second
-(`airflow_worker_min_heartbeat_interval`); and the scheduler sleeps 0.1 s instead of
+(`airflow_worker_min_heartbeat_interval`); and the scheduler sleeps 0.3 s instead of
 1 s after an idle loop (`airflow_scheduler_idle_sleep_time`); the cost of the latter: the idle
 scheduler uses {idle_cpu:.1f} % of one core.
 
@@ -278,6 +341,16 @@ runs, each with a new tool (goal: <= 5 s). Median seconds per phase:
 | phase | seconds |
 |---|---|
 {phase_rows}
+
+Where a run's CPU goes: {CPU_RUNS} runs of a new one-step tool each (as most tests of the CWL
+suite are), one after another. Plain cwltool: {ref_wall:.2f} s per run, {ref_cpu:.2f} CPU-seconds.
+`cwl-airflow run`: {run_wall:.2f} s per run, the client {client_cpu:.2f} CPU-seconds, and the
+services meanwhile ({sum(cpu["services"].values()):.2f} in all; each service's processes and the
+children they reaped):
+
+| service | CPU-seconds per run |
+|---|---|
+{service_rows}
 """)
 
 
