@@ -123,8 +123,6 @@ def airflow_figures(tb: Testbed, host: Host) -> dict[str, object]:
     return figures
 
 
-# CPU seconds used so far by a unit's main process and its descendants (test hosts have no
-# CPU accounting).
 # CPU seconds of each running service: its processes and the children they reaped (the test
 # hosts' cgroups are v1, where systemd does not count CPU per unit); JSON {unit: seconds}.
 UNITS_CPU_SCRIPT = """

@@ -50,13 +50,13 @@ def _pickled(schemas: dict) -> bytes:
     return buffer.getvalue()
 
 
-def load(cache_home: Path | None = None) -> None:
+def load() -> None:
     """Fill cwltool's schema cache from the pickle; make the pickle when there is none."""
     from cwltool import process
 
     if process.SCHEMA_CACHE:  # loaded in this process already
         return
-    path = cache_file(cache_home)
+    path = cache_file()
     try:
         if _own(path.parent) and _own(path):
             process.SCHEMA_CACHE.update(pickle.loads(path.read_bytes()))
