@@ -239,6 +239,7 @@ print(json.dumps({"phases": {name: at - before for (_, before), (name, at) in zi
 def phases(host: Host) -> dict[str, object]:
     """Median seconds of each phase over PHASES_RUNS new one-step tools."""
     runs = [json.loads(host.exec("bash", "-c", "set -a && . /etc/airflow/airflow.env && set +a && "
+                                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(cat /etc/airflow/credentials/sql_alchemy_conn) "
                                  "/opt/airflow/venv/bin/python -", input=PHASES_SCRIPT).stdout)
             for _ in range(PHASES_RUNS)]
     names = list(runs[0]["phases"])

@@ -169,6 +169,14 @@ def tcp_open(from_host, address: str, port: int) -> bool:
     return from_host.run(f"timeout 3 bash -c '</dev/tcp/{address}/{port}'").rc == 0
 
 
+SECRETS = "/etc/airflow/credentials"  # the airflow role's store of the daemons' secrets (root only)
+
+
+def secret(host, name: str) -> str:
+    """One of the daemons' secrets, as the airflow role stores it (e.g. "jwt_secret")."""
+    return host.file(f"{SECRETS}/{name}").content_string
+
+
 def put_file(host, path: str, content: bytes, owner: str = "root", mode: str = "0644") -> None:
     encoded = base64.b64encode(content).decode()
     host.run_expect([0], "echo %s | base64 -d > %s && chown %s: %s && chmod %s %s",

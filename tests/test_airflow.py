@@ -7,7 +7,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import AIRFLOW_DAEMONS, CLEANUP_INTERVAL, DAGS, LOGS, put_file, tcp_open
+from conftest import AIRFLOW_DAEMONS, CLEANUP_INTERVAL, DAGS, LOGS, SECRETS, put_file, secret, tcp_open
 from testhosts.airflow import AirflowClient
 from testhosts.playbook import run_playbook
 
@@ -53,8 +53,7 @@ def test_health_endpoints(host, airflow):
 
 def test_flower_needs_its_login(host):
     """Flower shows every task with its arguments (execution-API tokens included)."""
-    login = next(line.split("=", 1)[1].strip('"') for line in host.file("/etc/airflow/airflow.env")
-                 .content_string.splitlines() if line.startswith("AIRFLOW__CELERY__FLOWER_BASIC_AUTH="))
+    login = secret(host, "flower_basic_auth")
     user, password = login.split(":")
     assert len(password) >= 18
 
@@ -84,17 +83,50 @@ def test_admin_password_is_required(airflow):
     assert airflow.token()
 
 
-def test_secrets_not_readable_by_others(host):
-    env = host.file("/etc/airflow/airflow.env")
-    assert (env.user, env.group, env.mode) == ("root", "airflow", 0o640)
+def stored_secrets(host) -> dict[str, str]:
+    return {name: secret(host, name) for name in host.check_output("ls %s", SECRETS).split()}
+
+
+def test_secrets_reach_each_daemon_alone(host):
+    """The secrets are root's files, each given only to the units that use it: user airflow
+    cannot read them, no configuration file and no daemon's environment holds one, and a
+    daemon cannot read another's (the API server has no broker password, for one)."""
+    store = host.file(SECRETS)
+    assert (store.user, store.group, store.mode) == ("root", "root", 0o700)
+    secrets = stored_secrets(host)
+    assert set(secrets) == {"sql_alchemy_conn", "result_backend", "broker_url", "fernet_key", "jwt_secret",
+                            "api_secret_key", "flower_basic_auth"}
+    for name in secrets:
+        stored = host.file(f"{SECRETS}/{name}")
+        assert (stored.user, stored.group, stored.mode) == ("root", "root", 0o600), name
+    assert host.run("setpriv --reuid=airflow --regid=airflow --clear-groups cat %s/fernet_key", SECRETS).rc != 0
+    config = host.file("/etc/airflow/airflow.env").content_string + host.file("/etc/airflow/cwl-airflow.env").content_string
+    assert [name for name, value in secrets.items() if value in config] == []
+    for pid in host.check_output("pgrep -u airflow").split():  # every daemon and its children
+        environ = host.run("cat /proc/%s/environ", pid).stdout  # "" if it just ended
+        assert [name for name, value in secrets.items() if value in environ] == [], host.run("ps -fp %s", pid).stdout
+    api = host.check_output("systemctl show -P MainPID airflow-api-server")
+
+    def api_reads(path: str) -> bool:
+        return host.run("nsenter -t %s -m setpriv --reuid=airflow --regid=airflow --clear-groups cat %s",
+                        api, path).rc == 0
+
+    assert api_reads("/run/credentials/airflow-api-server.service/jwt_secret")
+    assert not api_reads("/run/credentials/airflow-api-server.service/broker_url")
+    assert not api_reads("/run/credentials/airflow-scheduler.service/broker_url")
+    assert not api_reads("/run/credentials/airflow-flower.service/flower_basic_auth")
     passwords = host.file("/var/lib/airflow/passwords.json")
     assert (passwords.user, passwords.mode) == ("airflow", 0o600)
     assert host.file("/var/lib/airflow").mode == 0o750
-    assert host.run("setpriv --reuid=nobody --regid=nogroup --clear-groups cat /etc/airflow/airflow.env").rc != 0
+    assert host.run("setpriv --reuid=nobody --regid=nogroup --clear-groups cat /var/lib/airflow/passwords.json").rc != 0
 
 
 def test_admin_wrapper_reads_the_configuration(host):
-    assert host.check_output("sudo -u airflow airflow config get-value core executor") == "CeleryExecutor"
+    """`sudo airflow ...`: root's, as it reads the secrets; Airflow itself runs as airflow."""
+    assert host.check_output("airflow config get-value core executor") == "CeleryExecutor"
+    assert host.run_expect([0], "airflow db check").rc == 0
+    refused = host.run("sudo -u airflow airflow config get-value core executor")
+    assert refused.rc == 1 and "run it as root" in refused.stderr
 
 
 def test_installed_packages_check_sees_versions_and_extras(host):
@@ -189,39 +221,30 @@ def test_target_stops_and_starts_every_daemon(host, airflow, smoke_dag):
     assert airflow.run(smoke_dag, timeout=240)[1] == "success"
 
 
-def env_values(host) -> dict[str, str]:
-    lines = host.file("/etc/airflow/airflow.env").content_string.splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
-
-
 @pytest.mark.disruptive
 def test_new_secrets_replace_every_secret(host, testbed, airflow, smoke_dag, credentials):
     """What every box does at its first boot (airflow-new-secrets.service), here by hand; then
     the play puts the inventory's secrets back."""
     assert host.service("airflow-new-secrets").is_enabled
     assert "ConditionFirstBoot=yes" in host.file("/etc/systemd/system/airflow-new-secrets.service").content_string
-    old_env = env_values(host)
+    old_secrets = stored_secrets(host)
     old = {name: (credentials / f"{name}.password").read_text().strip()
            for name in ("mysql-airflow", "rabbitmq-airflow", "airflow-admin")}
     host.run_expect([0], "systemctl stop airflow.target cwl-airflow-reporter")
     try:
         host.run_expect([0], "/usr/local/sbin/airflow-new-secrets")
         host.run_expect([0], "systemctl start airflow.target cwl-airflow-reporter")
-        new_env = env_values(host)
-        changed = {name for name in old_env if new_env[name] != old_env[name]}
-        assert changed == {"AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
-                           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND",
-                           "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__FLOWER_BASIC_AUTH"}
-        assert host.file("/etc/airflow/airflow.env").mode == 0o640
+        new_secrets = stored_secrets(host)
+        assert [name for name in old_secrets if new_secrets[name] == old_secrets[name]] == []
+        assert {host.file(f"{SECRETS}/{name}").mode for name in new_secrets} == {0o600}
         assert host.run("mysql -u airflow -p%s -h 127.0.0.1 -e 'SELECT 1'", old["mysql-airflow"]).rc != 0
         assert host.run("rabbitmqctl authenticate_user airflow %s", old["rabbitmq-airflow"]).rc != 0
         passwords = host.file("/var/lib/airflow/passwords.json")
         assert (passwords.user, passwords.mode) == ("airflow", 0o600)
         admin = json.loads(passwords.content_string)["admin"]
         assert admin != old["airflow-admin"]
-        new_passwords = [urllib.parse.urlsplit(new_env[name].strip('"')).password for name in
-                         ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL")]
-        new_passwords += [new_env["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"].strip('"').split(":", 1)[1], admin]
+        new_passwords = [urllib.parse.urlsplit(new_secrets[name]).password for name in ("sql_alchemy_conn", "broker_url")]
+        new_passwords += [new_secrets["flower_basic_auth"].split(":", 1)[1], admin]
         # rabbitmqctl took a password beginning with "-" for an option (CI, 2026-12-07)
         assert all(password.isascii() and password.isalnum() and len(password) >= 24
                    for password in new_passwords), new_passwords
@@ -233,6 +256,6 @@ def test_new_secrets_replace_every_secret(host, testbed, airflow, smoke_dag, cre
     finally:
         result = run_playbook(testbed.inventory, log=LOGS / "site-after-new-secrets.log")
     assert result.returncode == 0, result.output[-3000:]
-    assert env_values(host) == old_env
+    assert stored_secrets(host) == old_secrets
     airflow.wait_healthy()
     assert airflow.run(smoke_dag, timeout=240)[1] == "success"

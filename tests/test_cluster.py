@@ -4,7 +4,7 @@ on another host, configured only through the roles' variables."""
 import pytest
 import testinfra
 
-from conftest import DAGS, LOGS, put_file, tcp_open
+from conftest import DAGS, LOGS, SECRETS, put_file, tcp_open
 from testhosts import Testbed
 from testhosts.airflow import AirflowClient
 from testhosts.playbook import run_playbook
@@ -52,6 +52,13 @@ def test_daemons_split_between_controller_and_worker(cluster):
     assert wrk.service("airflow-worker").is_running
     assert not ctl.service("airflow-worker").is_enabled
     assert not wrk.service("mariadb").is_running and not wrk.service("rabbitmq-server").is_running
+
+
+def test_a_worker_machine_keeps_only_the_secrets_of_its_worker(cluster):
+    """No Fernet key, JWT or API secret, nor Flower's login, where only a worker runs."""
+    ctl, wrk = hosts(cluster)
+    assert wrk.check_output("ls %s", SECRETS).split() == ["broker_url", "result_backend", "sql_alchemy_conn"]
+    assert len(ctl.check_output("ls %s", SECRETS).split()) == 7
 
 
 def test_database_and_broker_open_to_the_cluster_as_configured(cluster):

@@ -13,6 +13,7 @@ import uuid
 import jwt
 import pytest
 
+import conftest
 from conftest import CWL, REPORT_PORT, put_file
 from cwl_airflow.cli import APIError, Client
 from testhosts.conformance import INSTALL_CWLTEST
@@ -31,6 +32,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 http.server.HTTPServer(("127.0.0.1", {REPORT_PORT}), Handler).serve_forever()
 """
+ADMIN_PASSWORD = "/var/lib/airflow/passwords.json"  # user airflow's (the API server's) to read
 
 
 def signed(cwl, cwl_keys, dag_id, conf, run_id=None, key=None, lifetime=60, drop=(), **claims):
@@ -105,7 +107,9 @@ def test_services_and_configuration(host):
     env = host.file("/etc/airflow/cwl-airflow.env")
     assert (env.user, env.group, env.mode) == ("root", "airflow", 0o640)
     key = host.file("/etc/airflow/cwl-report-private.pem")
-    assert (key.user, key.group, key.mode) == ("root", "airflow", 0o640)
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+    assert "AIRFLOW__CWL__REPORT_PRIVATE_KEY" not in env.content_string  # the reporter's alone
+    assert host.run("setpriv --reuid=airflow --regid=airflow --clear-groups cat %s", key.path).rc != 0
     for unit in ("cwl-airflow-reporter.service", "cwl-airflow-step.socket", "cwl-airflow-step.service",
                  "cwl-airflow-docker.socket", "cwl-airflow-docker.service"):
         assert host.run("systemd-analyze verify /etc/systemd/system/%s", unit).stderr.strip() == "", unit
@@ -194,8 +198,7 @@ def test_only_the_uploaders_may_upload(host, cwl, airflow):
     so uploading one also needs a name in uploaders (here the admin's only). The USER's token is
     made as the API server makes them (its claims, signed with its JWT secret)."""
     admin = airflow.token()
-    secret = next(line.split("=", 1)[1].strip('"') for line in host.file("/etc/airflow/airflow.env")
-                  .content_string.splitlines() if line.startswith("AIRFLOW__API_AUTH__JWT_SECRET="))
+    secret = conftest.secret(host, "jwt_secret")
     claims = {**jwt.decode(admin, options={"verify_signature": False}), "sub": "alice", "role": "user",
               "jti": uuid.uuid4().hex}
     alice = Client(airflow.url, jwt.encode(claims, secret, algorithm=jwt.get_unverified_header(admin)["alg"]))
@@ -209,19 +212,19 @@ def test_only_the_uploaders_may_upload(host, cwl, airflow):
 def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
     """Uploads that would read the server's files or services, or exhaust its memory, are refused
     quickly; no answer holds a secret, no DAG is made, the API stays healthy."""
-    env = dict(line.split("=", 1) for line in host.file("/etc/airflow/airflow.env").content_string.splitlines()
-               if "=" in line and not line.startswith("#"))
-    values = {name: value.strip('"') for name, value in env.items()}
-    secrets = [v for n, v in values.items() if n.endswith(("_KEY", "_SECRET", "BASIC_AUTH"))]
-    secrets += [urllib.parse.urlsplit(v).password for v in values.values() if "@" in v]  # database, broker
-    assert len(secrets) >= 5 and all(len(s) >= 12 for s in secrets)
+    values = [conftest.secret(host, name) for name in host.check_output("ls %s", conftest.SECRETS).split()]
+    secrets = [urllib.parse.urlsplit(v).password if "@" in v else v for v in values]  # database, broker URLs
+    secrets.append(json.loads(host.file(ADMIN_PASSWORD).content_string)["admin"])
+    assert len(secrets) >= 7 and all(len(s) >= 12 for s in secrets)
+    # the files with secrets that the API server's user can read: the admin's password, its credentials
+    own_secret = "/run/credentials/airflow-api-server.service/jwt_secret"
     tool = "cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: echo\ninputs: []\noutputs: []\n"
     step = ("cwlVersion: v1.2\nclass: Workflow\ninputs: []\noutputs: []\n"
             "steps:\n  s:\n    run: {run}\n    in: []\n    out: []\n")
     hostile = {
-        "import": step.format(run="{$import: /etc/airflow/airflow.env}"),
-        "run": step.format(run="/etc/airflow/airflow.env"),
-        "include": tool + "doc: {$include: /etc/airflow/airflow.env}\n",
+        "import": step.format(run=f"{{$import: {ADMIN_PASSWORD}}}"),
+        "run": step.format(run=own_secret),
+        "include": tool + f"doc: {{$include: {own_secret}}}\n",
         "ssrf": tool + "doc: {$include: 'http://127.0.0.1:8080/api/v2/version'}\n",
         "aliases": "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
             f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)),
@@ -244,16 +247,15 @@ def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
 
 
 def test_a_job_cannot_name_the_workers_files(host, cwl, cwl_keys):
-    """An input at /etc/airflow/airflow.env (or a link to it from the inputs folder) is refused
-    before anything runs: a tool that prints its input would print Airflow's secrets."""
+    """An input at the admin's password file (or a link to it from the inputs folder) is refused
+    before anything runs: a tool that prints its input would print it."""
     dag_id = "test_cat"
     cwl.upload(dag_id, b"cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: cat\n"
                        b"inputs: {f: {type: File, inputBinding: {}}}\noutputs: {out: stdout}\n")
-    host.run_expect([0], "ln -sfn /etc/airflow/airflow.env /var/lib/cwl-airflow/inputs/env-link")
+    host.run_expect([0], f"ln -sfn {ADMIN_PASSWORD} /var/lib/cwl-airflow/inputs/env-link")
     try:
         runs = len(cwl.runs(dag_id))
-        for location in ("file:///etc/airflow/airflow.env", "/etc/airflow/airflow.env", "env-link",
-                         "../../../../etc/airflow/airflow.env"):
+        for location in (f"file://{ADMIN_PASSWORD}", ADMIN_PASSWORD, "env-link", f"../../../..{ADMIN_PASSWORD}"):
             job = {"f": {"class": "File", "location": location}}
             reason = expect_error(lambda: cwl.trigger(dag_id, job, signature=signed(cwl, cwl_keys, dag_id,
                                                                                     {"job": job})), 400)
@@ -268,7 +270,8 @@ class: CommandLineTool
 baseCommand: [sh, -c]
 arguments:
   - >-
-    id; cat /etc/airflow/airflow.env; echo cat=$?;
+    id; cat /var/lib/airflow/passwords.json; echo passwords=$?;
+    cat /etc/airflow/credentials/fernet_key; echo credentials=$?;
     docker ps; echo docker=$?;
     DOCKER_HOST=unix:///run/cwl-airflow/docker.sock docker ps; echo proxy=$?
 inputs: {}
@@ -286,9 +289,9 @@ def test_steps_run_as_the_step_user_without_secrets_or_docker(host, cwl, cwl_key
     probe = host.file(local(cwl.outputs(dag_id, result["run_id"])["out"])).content_string
     identity = probe.splitlines()[0]
     assert "(cwl-step)" in identity and "airflow" not in identity and "docker" not in identity, identity
-    secret = host.check_output("sed -n 's/^AIRFLOW__CORE__FERNET_KEY=//p' /etc/airflow/airflow.env")
-    assert secret and secret not in probe
-    for check in ("cat", "docker", "proxy"):
+    for secret in (conftest.secret(host, "fernet_key"), json.loads(host.file(ADMIN_PASSWORD).content_string)["admin"]):
+        assert secret and secret not in probe
+    for check in ("passwords", "credentials", "docker", "proxy"):
         assert f"{check}=" in probe and f"{check}=0" not in probe, probe
 
 

@@ -119,7 +119,7 @@ def test_every_secret_is_new_at_first_boot(host, build_credentials):
     assert host.run("systemctl show -P Result airflow-new-secrets").stdout.strip() == "success"
     built = {p.stem: p.read_text().strip() for p in build_credentials.glob("*")}
     assert {"mysql-airflow", "rabbitmq-airflow", "airflow-admin", "airflow-fernet"} <= built.keys()
-    config = host.file("/etc/airflow/airflow.env").content_string + host.file("/var/lib/airflow/passwords.json").content_string
+    config = host.check_output("cat /etc/airflow/credentials/*") + host.file("/var/lib/airflow/passwords.json").content_string
     assert [name for name, secret in built.items() if secret in config] == []
     assert host.run("rabbitmqctl authenticate_user airflow %s", built["rabbitmq-airflow"]).rc != 0
 
