@@ -55,9 +55,11 @@ def test_daemons_split_between_controller_and_worker(cluster):
 
 
 def test_a_worker_machine_keeps_only_the_secrets_of_its_worker(cluster):
-    """No Fernet key, JWT or API secret, nor Flower's login, where only a worker runs."""
+    """No Fernet key or JWT secret, nor Flower's login, where only a worker runs (the API secret
+    key: its log server checks the API server's requests with it)."""
     ctl, wrk = hosts(cluster)
-    assert wrk.check_output("ls %s", SECRETS).split() == ["broker_url", "result_backend", "sql_alchemy_conn"]
+    assert wrk.check_output("ls %s", SECRETS).split() == ["api_secret_key", "broker_url", "result_backend",
+                                                         "sql_alchemy_conn"]
     assert len(ctl.check_output("ls %s", SECRETS).split()) == 7
 
 
