@@ -34,6 +34,13 @@ from typing import IO
 DAEMONS = ("scheduler", "dag-processor", "triggerer", "api-server")
 ADMIN = "admin"
 STOP_SECONDS = 30  # a daemon's time to end after SIGTERM, then SIGKILL
+# As the airflow role's defaults set them (tests/unit/test_facts.py): a scheduler quick to start
+# tasks, no re-parsing every 30 s, task supervisors that see their task's exit within 1 s, not 5.
+TUNING = {
+    "scheduler": {"scheduler_idle_sleep_time": "0.3"},
+    "dag_processor": {"min_file_process_interval": "600"},
+    "workers": {"min_heartbeat_interval": "1"},
+}
 
 
 class UpError(Exception):
@@ -115,11 +122,7 @@ def configure(home: Path, airflow_home: Path, port: int, engine: str, no_contain
         "api": {"host": "127.0.0.1", "port": str(port), "base_url": url,
                 "secret_key": _kept_secret(keys / "api.secret", lambda: secrets.token_urlsafe(32))},
         "api_auth": {"jwt_secret": _kept_secret(keys / "jwt.secret", lambda: secrets.token_urlsafe(64))},
-        # as the appliance's roles set them: a scheduler quick to start tasks, no re-parsing every
-        # 30 s, task supervisors that see their task's exit within 1 s instead of 5
-        "scheduler": {"scheduler_idle_sleep_time": "0.3"},
-        "dag_processor": {"min_file_process_interval": "600"},
-        "workers": {"min_heartbeat_interval": "1"},
+        **TUNING,
         "cwl": {**{f"{name}_folder": str(home / "cwl" / name) for name in ("workflows", "inputs", "outputs", "tmp", "reports")},
                 "queues_file": str(home / "cwl" / "queues.yaml"), "uploaders": ADMIN,
                 "container_engine": engine, "cwltool_options": "--no-container" if no_container else ""},

@@ -39,6 +39,15 @@ def test_the_roles_default_to_the_published_ports():
     assert urllib.parse.urlsplit(box["airflow_api_base_url"]).port == facts.API_PORT
 
 
+def test_the_bundle_tunes_airflow_as_the_role_does():
+    defaults = role_defaults()
+    assert up.TUNING == {
+        "scheduler": {"scheduler_idle_sleep_time": str(defaults["airflow_scheduler_idle_sleep_time"])},
+        "dag_processor": {"min_file_process_interval": str(defaults["airflow_dag_min_file_process_interval"])},
+        "workers": {"min_heartbeat_interval": str(defaults["airflow_worker_min_heartbeat_interval"])},
+    }
+
+
 def test_the_client_and_the_bundle_default_to_the_api_port():
     assert cli.DEFAULT_API_PORT == facts.API_PORT
 
