@@ -235,13 +235,13 @@ def test_hostile_uploads_get_a_4xx_that_reveals_nothing(host, cwl, airflow):
         with pytest.raises(APIError) as refused:
             cwl.upload(f"test_hostile_{name}", document.encode())
         assert refused.value.status == 400, (name, refused.value)
-        assert time.monotonic() - started < 5, name
+        assert time.monotonic() - started < (1 if name == "aliases" else 5), name  # a bomb: at once
         assert not any(secret in str(refused.value.detail) for secret in secrets), name
     bomb = base64.b64encode(gzip.compress(b"\0" * (256 << 20))).decode()  # 256 MiB in 340 KiB of base64
     started = time.monotonic()
     status = expect_error(lambda: cwl._call("POST", "/cwl/workflows", {"dag_id": "test_bomb", "workflow_content": bomb}),
                           413)
-    assert "max_workflow_mib" in status and time.monotonic() - started < 5
+    assert "max_workflow_mib" in status and time.monotonic() - started < 1
     assert host.check_output("ls /var/lib/airflow/dags /var/lib/cwl-airflow/workflows") == before
     assert isinstance(cwl._call("GET", "/cwl/workflows"), list)  # healthy
 
