@@ -18,7 +18,7 @@ log "compiling"
 gcc -std=gnu11 -O2 -Wall -Wextra -Werror -Wno-format-truncation -static -DRUNTIME_VERSION="\"$RUNTIME_VERSION\"" -o "$OUT.tmp" /runtime.c \
   -lsquashfuse_ll -lsquashfuse -lfuse3 -lzstd -llzma -llz4 -lz -lpthread -ldl 2>/var/tmp/gcc.log ||
   { grep -v "statically linked applications requires at runtime" /var/tmp/gcc.log >&2; exit 1; }
-strip --strip-all --keep-section=.upd_info --keep-section=.sha256_sig "$OUT.tmp"
+strip --strip-all --keep-section=.upd_info --keep-section=.sha256_sig --keep-section=.payload_crc "$OUT.tmp"
 printf 'AI\002' | dd of="$OUT.tmp" bs=1 seek=8 conv=notrunc status=none
 mv "$OUT.tmp" "$OUT"
 log "done: $(du -h "$OUT" | cut -f1)"

@@ -9,6 +9,10 @@
  * when the last holder ends, the server unmounts, removes the mount point and exits. Where
  * FUSE cannot be used (no /dev/fuse, no fusermount3, a mount refused), it says so once and
  * runs from a copy extracted into ~/.cache/appimage (kept for the next start).
+ *
+ * Before it mounts or extracts anything it checks the payload against the length and CRC-32 the
+ * build wrote into .payload_crc, so that a cut or damaged download ends with its reason instead
+ * of an I/O error deep inside Python, and leaves nothing behind.
  */
 #define FUSE_USE_VERSION 31
 #define _GNU_SOURCE
@@ -16,21 +20,26 @@
 #include <squashfuse/squashfuse.h>
 
 #include <dirent.h>
+#include <ftw.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <libgen.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #ifndef RUNTIME_VERSION
 #define RUNTIME_VERSION "unknown"
@@ -39,6 +48,8 @@
 /* Filled in after the build (update information, a signature): tools find them by name. */
 __attribute__((section(".upd_info"), used)) static char update_info[1024];
 __attribute__((section(".sha256_sig"), used)) static char sha256_sig[1024];
+/* The payload's length and CRC-32, written by the build (src/portable/appimage.py); zero: unchecked. */
+__attribute__((section(".payload_crc"), used)) static struct { uint64_t length; uint32_t crc32, filled; } payload;
 
 /* Debian's libsquashfuse refers to LZO (a GPL library this runtime does not link); the
  * image is zstd, so an LZO block is an error. */
@@ -57,11 +68,41 @@ static void die(const char *what) {
     exit(127);
 }
 
+static void fail(const char *why) {
+    fprintf(stderr, "%s: %s\n", name, why);
+    exit(127);
+}
+
+/* Refuse a payload that is cut short or whose CRC-32 is not the build's. */
+static void check_payload(void) {
+    if (!payload.filled) return;
+    int fd = open(self, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) die("reading itself");
+    if ((uint64_t)st.st_size < (uint64_t)offset + payload.length) {
+        fprintf(stderr, "%s: the file is cut short (%lld of %llu bytes): download it again\n", name,
+                (long long)st.st_size, (unsigned long long)(offset + payload.length));
+        exit(127);
+    }
+    static unsigned char buffer[1 << 20];
+    uLong crc = crc32(0, Z_NULL, 0);
+    for (uint64_t done = 0; done < payload.length;) {
+        size_t want = payload.length - done < sizeof buffer ? payload.length - done : sizeof buffer;
+        ssize_t n = pread(fd, buffer, want, offset + done);
+        if (n <= 0) die("reading itself");
+        crc = crc32(crc, buffer, (uInt)n);
+        done += n;
+    }
+    close(fd);
+    if (crc != payload.crc32) fail("the file is damaged (its payload's CRC-32 is not the one it was built with): download it again");
+}
+
 /* The end of the ELF: its section header table is its last part. */
 static off_t elf_size(const char *path) {
     Elf64_Ehdr header;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || pread(fd, &header, sizeof header, 0) != sizeof header) die("reading its ELF header");
+    if (fd < 0) die("reading its ELF header");
+    if (pread(fd, &header, sizeof header, 0) != sizeof header) fail("the file is cut short (no whole ELF header): download it again");
     close(fd);
     if (memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 || header.e_ident[EI_CLASS] != ELFCLASS64) {
         fprintf(stderr, "%s: not a 64-bit ELF file\n", name);
@@ -75,7 +116,7 @@ static void usage(void) {
            "  --appimage-help               this text\n"
            "  --appimage-version            the runtime's version\n"
            "  --appimage-offset             where the squashfs starts in the file\n"
-           "  --appimage-extract [PATTERN]  extract the files (matching PATTERN) into ./squashfs-root\n"
+           "  --appimage-extract [PATTERN]  extract the files (matching PATTERN) into ./squashfs-root (which must not exist)\n"
            "  --appimage-extract-and-run    run from an extracted copy (~/.cache/appimage) instead of FUSE\n"
            "  --appimage-mount              mount, print the mount point, hold it until interrupted\n"
            "APPIMAGE_EXTRACT_AND_RUN=1 has the effect of --appimage-extract-and-run.\n", name);
@@ -173,18 +214,45 @@ static void cache_folder(char *out, size_t size) {
     sqfs_destroy(&fs);
 }
 
-static void extract_and_run(int argc, char **argv, const char *why) {
-    char folder[PATH_MAX], staging[PATH_MAX + 32], marker[PATH_MAX + 16];
-    cache_folder(folder, sizeof folder);
-    snprintf(marker, sizeof marker, "%s/.complete", folder);
-    if (why) fprintf(stderr, "%s: %s: running from an extracted copy in %s\n", name, why, folder);
-    if (access(marker, F_OK) != 0) {
-        snprintf(staging, sizeof staging, "%s.%d", folder, (int)getpid());
-        if (make_parents(staging) != 0 || extract(staging, NULL) != 0) die("extracting");
-        int fd = open(strcat(strcpy(marker, staging), "/.complete"), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-        if (fd < 0 || close(fd) != 0) die("extracting");
-        if (rename(staging, folder) != 0 && errno != ENOTEMPTY && errno != EEXIST) die("extracting");
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Extract into dest through a staging folder beside it, so that dest appears whole or not at
+ * all (with complete, marked by a .complete file). A failure says why and leaves nothing. */
+static void extract_whole(const char *dest, const char *pattern, int complete, const char *hint) {
+    char staging[PATH_MAX + 32], marker[PATH_MAX + 48];
+    snprintf(staging, sizeof staging, "%s.partial-%d", dest, (int)getpid());
+    snprintf(marker, sizeof marker, "%s/.complete", staging);
+    errno = 0;
+    int fd = -1;
+    if (make_parents(staging) != 0 || mkdir(staging, 0755) != 0 || extract(staging, pattern) != 0 ||
+        (complete && ((fd = open(marker, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) < 0 || close(fd) != 0)) ||
+        (rename(staging, dest) != 0 && !(complete && (errno == ENOTEMPTY || errno == EEXIST)))) {
+        int error = errno ? errno : EIO;
+        nftw(staging, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        fprintf(stderr, "%s: cannot extract into %s: %s%s\n", name, dest, strerror(error), hint);
+        exit(127);
     }
+    nftw(staging, remove_entry, 16, FTW_DEPTH | FTW_PHYS);  /* left only when another start was first */
+}
+
+static void extract_and_run(int argc, char **argv, const char *why) {
+    char folder[PATH_MAX], marker[PATH_MAX + 16];
+    struct statvfs fs;
+    cache_folder(folder, sizeof folder);
+    if (why) fprintf(stderr, "%s: %s: running from an extracted copy in %s\n", name, why, folder);
+    const char *cache = dirname(strdupa(folder));
+    if (make_parents(folder) == 0 && statvfs(cache, &fs) == 0 && (fs.f_flag & ST_NOEXEC)) {
+        fprintf(stderr, "%s: %s is on a file system mounted noexec, so nothing extracted there can run: set "
+                "XDG_CACHE_HOME to a folder on another one%s\n", name, cache, why ? ", or make FUSE usable" : "");
+        exit(127);
+    }
+    snprintf(marker, sizeof marker, "%s/.complete", folder);
+    if (access(marker, F_OK) != 0)
+        extract_whole(folder, NULL, 1, " (set XDG_CACHE_HOME to a folder with room that you may write)");
     run_apprun(folder, argc, argv);
 }
 
@@ -308,15 +376,18 @@ int main(int argc, char **argv) {
     if (strcmp(option, "help") == 0) { usage(); return 0; }
     if (strcmp(option, "version") == 0) { printf("%s\n", RUNTIME_VERSION); return 0; }
     if (strcmp(option, "offset") == 0) { printf("%lld\n", (long long)offset); return 0; }
-    if (strcmp(option, "extract") == 0) {
-        if (extract("squashfs-root", argc > 1 ? argv[1] : NULL) != 0) die("extracting");
-        return 0;
-    }
-    if (strcmp(option, "extract-and-run") == 0) extract_and_run(argc, argv, NULL);
-    if (*option && strcmp(option, "mount") != 0) {
+    if (*option && strcmp(option, "extract") != 0 && strcmp(option, "extract-and-run") != 0 &&
+        strcmp(option, "mount") != 0) {
         fprintf(stderr, "%s: unknown option --appimage-%s (see --appimage-help)\n", name, option);
         return 2;
     }
+    check_payload();  /* everything below mounts or extracts it */
+    if (strcmp(option, "extract") == 0) {
+        if (access("squashfs-root", F_OK) == 0) fail("./squashfs-root exists: remove it, or extract in another folder");
+        extract_whole("squashfs-root", argc > 1 ? argv[1] : NULL, 0, "");
+        return 0;
+    }
+    if (strcmp(option, "extract-and-run") == 0) extract_and_run(argc, argv, NULL);
     char mountpoint[PATH_MAX];
     const char *why = fuse_unusable();
     if (!why) why = mount_image(mountpoint, sizeof mountpoint);

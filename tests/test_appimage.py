@@ -12,6 +12,7 @@ import re
 import struct
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,10 @@ def test_the_file_is_a_type2_appimage_with_its_checksum(appimage, tmp_path):
     update = elf_section(data, ".upd_info").rstrip(b"\0").decode()
     assert update.startswith("zsync|") and update.endswith("cwl-airflow-latest-x86_64.AppImage.zsync")
     assert len(elf_section(data, ".sha256_sig")) >= 512
+    assert struct.unpack("<QII", elf_section(data, ".payload_crc")) == (len(data) - offset, zlib.crc32(data[offset:]), 1)
+    program = subprocess.run(["readelf", "--program-headers", "--dynamic", appimage], capture_output=True, text=True,
+                             check=True).stdout
+    assert "INTERP" not in program and "(NEEDED)" not in program  # the runtime is static: no loader, no library
     header = Path(f"{appimage}.zsync").read_bytes().split(b"\n\n", 1)[0].decode()
     fields = dict(line.split(": ", 1) for line in header.splitlines())
     assert (fields["Filename"], fields["URL"], int(fields["Length"])) == (NAME, NAME, len(data))
@@ -163,6 +168,47 @@ def test_a_user_unit_runs_the_image_itself_and_its_stop_leaves_nothing(user):
     assert "fuse.appimage" in user("cat /proc/mounts").stdout
     user(f"{runtime} systemctl --user stop cwl-airflow")
     wait_stopped(user)
+
+
+def test_a_damaged_image_or_an_unusable_folder_gets_its_reason_and_leaves_nothing(user):
+    """Bad input, first without FUSE (the runtime would extract) and then with it: a copy of the
+    image cut short and one with four bytes changed, an extraction folder the user may not write,
+    one mounted noexec, one too small for the image, and --appimage-extract where the user may not
+    write. Each ends within seconds with exit status 127 and its reason, and leaves no extracted
+    file, no staging folder and no mount."""
+    size = int(user(f'stat -c %s "{APP}"').stdout)
+    cut, damaged = "$HOME/my tools/cut.AppImage", "$HOME/my tools/damaged.AppImage"
+    user(f'head -c {size // 2} "{APP}" > "{cut}" && cp "{APP}" "{damaged}" && chmod +x "{cut}" "{damaged}" && '
+         f'printf "\\377\\377\\377\\377" | dd of="{damaged}" bs=1 seek={size * 3 // 4} conv=notrunc status=none')
+    user('mkdir "$HOME/locked" "$HOME/noexec" "$HOME/small" && chmod 0555 "$HOME/locked"')
+    user.host.exec("mount", "-t", "tmpfs", "-o", "noexec,mode=0777", "tmpfs", "/home/someone/noexec")
+    user.host.exec("mount", "-t", "tmpfs", "-o", "size=8m,mode=0777", "tmpfs", "/home/someone/small")
+    cases = {
+        f'"{cut}" status': f"the file is cut short ({size // 2} of {size} bytes): download it again",
+        f'"{damaged}" status': "the file is damaged (its payload's CRC-32 is not the one it was built with)",
+        f'cd "$HOME/locked" && "{damaged}" --appimage-extract': "the file is damaged",
+        f'XDG_CACHE_HOME="$HOME/locked" "{APP}" status': "cannot extract into /home/someone/locked/appimage/",
+        f'XDG_CACHE_HOME="$HOME/noexec" "{APP}" status': "/home/someone/noexec/appimage is on a file system "
+                                                          "mounted noexec, so nothing extracted there can run",
+        f'XDG_CACHE_HOME="$HOME/small" "{APP}" status': "No space left on device",
+        f'cd "$HOME/locked" && "{APP}" --appimage-extract': "cannot extract into squashfs-root: Permission denied",
+    }
+
+    def refused(with_fuse: bool) -> None:
+        for command, reason in cases.items():
+            out = user(f"timeout 60 sh -c '{command}'", check=False)
+            assert out.returncode == 127 and reason in out.stderr, (with_fuse, command, out.returncode, out.stderr)
+            left = user('ls -A "$HOME/locked" "$HOME/noexec" "$HOME/small" "$HOME/.cache" /tmp', check=False).stdout
+            assert "squashfs-root" not in left and "cwl-airflow" not in left and ".mount_" not in left, (command, left)
+            assert user.processes() == [], (command, user.processes())
+
+    refused(with_fuse=False)
+    with_fuse(user)
+    del cases[f'XDG_CACHE_HOME="$HOME/locked" "{APP}" status']  # with FUSE nothing is extracted
+    del cases[f'XDG_CACHE_HOME="$HOME/noexec" "{APP}" status']
+    del cases[f'XDG_CACHE_HOME="$HOME/small" "{APP}" status']
+    refused(with_fuse=True)
+    assert "fuse.appimage" not in user("cat /proc/mounts").stdout
 
 
 SCREENSHOT = REPO / "build/test-logs/appimage-ui.png"  # the README's docs/images/airflow-ui.png comes from here

@@ -67,6 +67,11 @@ def test_its_commands_run_anywhere(user):
 
 
 def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
+    unwritable = user(f'mkdir "$HOME/locked" && chmod 0555 "$HOME/locked" && '
+                      f'CWL_AIRFLOW_HOME="$HOME/locked/home" "{BUNDLE}/bin/cwl-airflow" up', check=False)
+    assert unwritable.returncode == 2 and "cannot write to /home/someone/locked/home (Permission denied)" in \
+        unwritable.stderr, unwritable.stderr
+    assert user('ls -A "$HOME/locked"').stdout == "" and user.processes() == []
     user(f'setsid "{BUNDLE}/bin/cwl-airflow" up > "$HOME/up.log" 2>&1 < /dev/null &')
     start, log = time.monotonic(), ""
     while "ready:" not in log and time.monotonic() - start < 240:
@@ -75,6 +80,8 @@ def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
     assert "ready:" in log, log[-3000:]
     print(f"{user.suite}: up to healthy in {time.monotonic() - start:.0f} s")
     assert "no container engine this user may use" in log  # these hosts have no Docker
+    busy = user(f'CWL_AIRFLOW_HOME="$HOME/second home" "{BUNDLE}/bin/cwl-airflow" up', check=False)
+    assert busy.returncode == 2 and f"port {facts.API_PORT} on 127.0.0.1 is in use" in busy.stderr, busy.stderr
     out = user(f'cd "$HOME" && "{BUNDLE}/bin/cwl-airflow" run --quiet --outdir "$HOME/out" '
                f'/var/tmp/{WORKFLOW.name} /var/tmp/job.json')
     assert json.loads(out.stdout) == EXPECTED
@@ -83,11 +90,12 @@ def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
     assert refused.returncode == 1 and all(w in refused.stderr for w in ("Docker", "Podman", "--no-container"))
     second = user(f'"{BUNDLE}/bin/cwl-airflow" up', check=False)
     assert second.returncode == 2 and "another `cwl-airflow up` runs" in second.stderr
-    user('kill -TERM "$(cat "$HOME/.local/share/cwl-airflow/up.lock")"')
+    # Ctrl-C: the terminal's SIGINT reaches up's process group (each daemon has a session of its own)
+    user('kill -INT -- "-$(cat "$HOME/.local/share/cwl-airflow/up.lock")"')
     deadline = time.monotonic() + 60
     while user.processes() and time.monotonic() < deadline:
         time.sleep(1)
-    assert user.processes() == [], "left running after SIGTERM"
+    assert user.processes() == [], "left running after Ctrl-C"
     assert "stopped" in user('tail -n 3 "$HOME/up.log"').stdout
 
 

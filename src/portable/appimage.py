@@ -1,6 +1,7 @@
 """Make the AppImage of a prepared bundle (after portable.archive): an AppDir around the same
 tree, a zstd squashfs of it behind the project's runtime (appimage/runtime.c), update
-information in the runtime's .upd_info section, and a .sha256.
+information in the runtime's .upd_info section, the payload's length and CRC-32 in .payload_crc
+(checked by the runtime at each start), and a .sha256.
 
     python3 -m portable.appimage BUNDLE OUT_DIR --name cwl-airflow-VERSION-x86_64 --runtime RUNTIME \\
         --version VERSION --update-url URL
@@ -156,6 +157,16 @@ def write_section(path: Path, name: str, data: bytes) -> None:
     raise ValueError(f"{path} has no section {name}")
 
 
+def payload_check(payload: Path) -> bytes:
+    """What the runtime checks the appended squashfs against before it mounts or extracts it:
+    its length and CRC-32 (the runtime's struct: uint64, uint32, and 1 for "filled")."""
+    crc = 0
+    with open(payload, "rb") as f:
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    return struct.pack("<QII", payload.stat().st_size, crc, 1)
+
+
 def make_appdir(bundle: Path, appdir: Path, version: str, homepage: str, date: str) -> None:
     shutil.rmtree(appdir, ignore_errors=True)
     (appdir / "usr").mkdir(parents=True)
@@ -186,6 +197,7 @@ def make_appimage(appdir: Path, runtime: Path, out: Path, update_info: str) -> N
                     "-all-root", "-noappend", "-no-xattrs", "-no-progress", "-quiet"], check=True)
     shutil.copy(runtime, out)
     write_section(out, ".upd_info", update_info.encode())
+    write_section(out, ".payload_crc", payload_check(payload))
     with open(out, "ab") as image, open(payload, "rb") as squashfs:
         shutil.copyfileobj(squashfs, image, 1 << 20)
     payload.unlink()
