@@ -20,11 +20,11 @@
 #include <squashfuse/squashfuse.h>
 
 #include <dirent.h>
-#include <ftw.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
 #include <poll.h>
@@ -94,7 +94,8 @@ static void check_payload(void) {
         done += n;
     }
     close(fd);
-    if (crc != payload.crc32) fail("the file is damaged (its payload's CRC-32 is not the one it was built with): download it again");
+    if (crc != payload.crc32)
+        fail("the file is damaged (its payload's CRC-32 is not the one it was built with): download it again");
 }
 
 /* The end of the ELF: its section header table is its last part. */
@@ -102,7 +103,8 @@ static off_t elf_size(const char *path) {
     Elf64_Ehdr header;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) die("reading its ELF header");
-    if (pread(fd, &header, sizeof header, 0) != sizeof header) fail("the file is cut short (no whole ELF header): download it again");
+    if (pread(fd, &header, sizeof header, 0) != sizeof header)
+        fail("the file is cut short (no whole ELF header): download it again");
     close(fd);
     if (memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 || header.e_ident[EI_CLASS] != ELFCLASS64) {
         fprintf(stderr, "%s: not a 64-bit ELF file\n", name);
@@ -239,6 +241,25 @@ static void extract_whole(const char *dest, const char *pattern, int complete, c
     nftw(staging, remove_entry, 16, FTW_DEPTH | FTW_PHYS);  /* left only when another start was first */
 }
 
+/* Remove the staging folders of dest that an extraction killed midway left (its process is gone). */
+static void remove_stale_stagings(const char *dest) {
+    char *parent = dirname(strdupa(dest)), *base = basename(strdupa(dest));
+    DIR *dir = opendir(parent);
+    struct dirent *entry;
+    size_t length = strlen(base);
+    while (dir && (entry = readdir(dir))) {
+        char path[PATH_MAX];
+        if (strncmp(entry->d_name, base, length) != 0 || strncmp(entry->d_name + length, ".partial-", 9) != 0)
+            continue;
+        pid_t extractor = atoi(entry->d_name + length + 9);
+        if (extractor <= 0 || kill(extractor, 0) == 0 || errno != ESRCH ||
+            snprintf(path, sizeof path, "%s/%s", parent, entry->d_name) >= (int)sizeof path)
+            continue;
+        nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    if (dir) closedir(dir);
+}
+
 static void extract_and_run(int argc, char **argv, const char *why) {
     char folder[PATH_MAX], marker[PATH_MAX + 16];
     struct statvfs fs;
@@ -251,6 +272,7 @@ static void extract_and_run(int argc, char **argv, const char *why) {
         exit(127);
     }
     snprintf(marker, sizeof marker, "%s/.complete", folder);
+    remove_stale_stagings(folder);
     if (access(marker, F_OK) != 0)
         extract_whole(folder, NULL, 1, " (set XDG_CACHE_HOME to a folder with room that you may write)");
     run_apprun(folder, argc, argv);

@@ -175,7 +175,7 @@ def test_a_damaged_image_or_an_unusable_folder_gets_its_reason_and_leaves_nothin
     image cut short and one with four bytes changed, an extraction folder the user may not write,
     one mounted noexec, one too small for the image, and --appimage-extract where the user may not
     write. Each ends within seconds with exit status 127 and its reason, and leaves no extracted
-    file, no staging folder and no mount."""
+    file, no staging folder and no mount. An extraction killed midway is cleaned by the next start."""
     size = int(user(f'stat -c %s "{APP}"').stdout)
     cut, damaged = "$HOME/my tools/cut.AppImage", "$HOME/my tools/damaged.AppImage"
     user(f'head -c {size // 2} "{APP}" > "{cut}" && cp "{APP}" "{damaged}" && chmod +x "{cut}" "{damaged}" && '
@@ -203,6 +203,12 @@ def test_a_damaged_image_or_an_unusable_folder_gets_its_reason_and_leaves_nothin
             assert user.processes() == [], (command, user.processes())
 
     refused(with_fuse=False)
+    # killed (-9) while it extracts: the next start removes the half-extracted staging folder
+    user(f'("{APP}" --help > /dev/null 2>&1 &); i=0; until ls "$HOME/.cache/appimage" | grep -q partial; do '
+         f'sleep 0.1; i=$((i + 1)); [ $i -lt 600 ] || exit 1; done; pkill -KILL -u someone -f "[m]y tools/{NAME}"')
+    assert "partial-" in user('ls "$HOME/.cache/appimage"').stdout
+    user(f'"{APP}" --help > /dev/null')
+    assert "partial-" not in user('ls "$HOME/.cache/appimage"').stdout
     with_fuse(user)
     del cases[f'XDG_CACHE_HOME="$HOME/locked" "{APP}" status']  # with FUSE nothing is extracted
     del cases[f'XDG_CACHE_HOME="$HOME/noexec" "{APP}" status']
