@@ -72,7 +72,8 @@ def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
     assert unwritable.returncode == 2 and "cannot write to /home/someone/locked/home (Permission denied)" in \
         unwritable.stderr, unwritable.stderr
     assert user('ls -A "$HOME/locked"').stdout == "" and user.processes() == []
-    user(f'setsid "{BUNDLE}/bin/cwl-airflow" up > "$HOME/up.log" 2>&1 < /dev/null &')
+    # as a terminal's foreground job: a group of its own, SIGINT not ignored (sh ignores it for `&`)
+    user(f'setsid env --default-signal=INT "{BUNDLE}/bin/cwl-airflow" up > "$HOME/up.log" 2>&1 < /dev/null &')
     start, log = time.monotonic(), ""
     while "ready:" not in log and time.monotonic() - start < 240:
         time.sleep(2)
@@ -91,7 +92,7 @@ def test_up_runs_the_platform_and_leaves_nothing_when_stopped(user):
     second = user(f'"{BUNDLE}/bin/cwl-airflow" up', check=False)
     assert second.returncode == 2 and "another `cwl-airflow up` runs" in second.stderr
     # Ctrl-C: the terminal's SIGINT reaches up's process group (each daemon has a session of its own)
-    user('kill -INT -- "-$(cat "$HOME/.local/share/cwl-airflow/up.lock")"')
+    user('kill -INT "-$(cat "$HOME/.local/share/cwl-airflow/up.lock")"')  # dash's kill takes no --
     deadline = time.monotonic() + 60
     while user.processes() and time.monotonic() < deadline:
         time.sleep(1)
