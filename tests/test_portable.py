@@ -44,12 +44,22 @@ def test_each_archive_comes_with_its_checksum_and_both_hold_the_same_tree(tarbal
 BUNDLE = f"$HOME/my tools/{NAME}"
 
 
-@pytest.fixture(params=suites("bullseye"))  # the oldest glibc the bundle supports
-def user(request, settings, tarball):
-    with one_host(f"portable-{request.param}", settings, request.param) as host:
-        user = NormalUser(host, request.param, [tarball, WORKFLOW, DOCKER_WORKFLOW])
+def unpacked_by_a_user(suite: str, settings, tarball: Path, devices: tuple[str, ...] = ()):
+    with one_host(f"portable-{suite}", settings, suite, devices=devices) as host:
+        user = NormalUser(host, suite, [tarball, WORKFLOW, DOCKER_WORKFLOW])
         user(f'mkdir "$HOME/my tools" && tar -xzf /var/tmp/{tarball.name} -C "$HOME/my tools"')
         yield user
+
+
+@pytest.fixture(params=suites("bullseye"))  # the oldest glibc the bundle supports
+def user(request, settings, tarball):
+    yield from unpacked_by_a_user(request.param, settings, tarball)
+
+
+@pytest.fixture(params=suites("bookworm"))  # Podman's test in CI: one release that the other tests do not run
+def podman_user(request, settings, tarball):
+    # rootless Podman stores images with fuse-overlayfs where it is installed (Debian 11 and 13)
+    yield from unpacked_by_a_user(request.param, settings, tarball, devices=("/dev/fuse",))
 
 
 def test_its_commands_run_anywhere(user):
@@ -108,6 +118,22 @@ def test_its_docker_steps_run_in_the_users_docker(user, settings):
     user.run_in_docker(f'"{BUNDLE}/bin/cwl-airflow"')
     user('kill -TERM "$(cat "$HOME/.local/share/cwl-airflow/up.lock")"')
     user.wait_for("$HOME/up.log", "stopped")
+
+
+def test_its_docker_steps_run_in_the_users_podman_where_there_is_no_docker(podman_user, settings):
+    """No Docker on the host, Debian's Podman rootless for the user: `up` picks Podman and
+    DockerRequirement steps run in it (cwltool --podman); with no engine they are refused, as
+    test_up_runs_the_platform_and_leaves_nothing_when_stopped shows."""
+    user = podman_user
+    user.use_podman(busybox_archive(settings))
+    assert user("command -v docker", check=False).returncode != 0
+    podmans_own = set(user.processes())  # rootless Podman's pause process, which holds the user's namespace
+    user(f'setsid "{BUNDLE}/bin/cwl-airflow" up > "$HOME/up.log" 2>&1 < /dev/null &')
+    assert "containers: podman" in user.wait_for("$HOME/up.log", "ready:")
+    user.run_container_workflow(f'"{BUNDLE}/bin/cwl-airflow"')
+    user('kill -TERM "$(cat "$HOME/.local/share/cwl-airflow/up.lock")"')
+    user.wait_for("$HOME/up.log", "stopped")
+    assert set(user.processes()) - podmans_own == set()
 
 
 def test_a_user_unit_supervises_up_and_restarts_a_killed_daemon(user):

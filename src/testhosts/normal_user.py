@@ -54,15 +54,28 @@ class NormalUser:
         (self.host.root / "var/tmp/image.tar").write_bytes(image_archive.read_bytes())
         self.host.exec("docker", "load", "-i", "/var/tmp/image.tar")
 
-    def run_in_docker(self, cwl_airflow: str) -> None:
-        """DOCKER_WORKFLOW through `cwl_airflow run` (the command as the shell gives it): its
-        outputs, from steps that ran in containers of the test image (the daemon's events)."""
-        since = self.host.exec("date", "+%s").stdout.strip()
+    def use_podman(self, image_archive: Path) -> None:
+        """Debian's Podman and no Docker: rootless, the user's subordinate ids, the steps' image
+        loaded into the user's own storage."""
+        self.install("podman", "uidmap", "slirp4netns")
+        self.host.exec("sh", "-c", "[ ! -e /dev/fuse ] || chmod 0666 /dev/fuse")  # as udev makes it on a machine
+        self.host.exec("sh", "-c", "grep -q '^someone:' /etc/subuid || "
+                                   "usermod --add-subuids 200000-265535 --add-subgids 200000-265535 someone")
+        (self.host.root / "var/tmp/image.tar").write_bytes(image_archive.read_bytes())
+        self("podman load -q -i /var/tmp/image.tar")
+
+    def run_container_workflow(self, cwl_airflow: str) -> None:
+        """DOCKER_WORKFLOW through `cwl_airflow run` (the command as the shell gives it): its outputs."""
         out = self(f'cd "$HOME" && echo \'{{"name": "docker"}}\' > docker.json && {cwl_airflow} run --quiet '
                    f'--outdir "$HOME/docker-out" /var/tmp/{DOCKER_WORKFLOW.name} docker.json')
         outputs = {name: unquote(urlsplit(file["location"]).path) for name, file in json.loads(out.stdout).items()}
         assert self(f'cat "{outputs["shouted"]}"').stdout == "HELLO DOCKER\n"
         assert self(f'cat "{outputs["length"]}"').stdout.strip() == "13"
+
+    def run_in_docker(self, cwl_airflow: str) -> None:
+        """run_container_workflow, its steps in containers of the test image (the daemon's events)."""
+        since = self.host.exec("date", "+%s").stdout.strip()
+        self.run_container_workflow(cwl_airflow)
         until = self.host.exec("date", "+%s").stdout.strip()
         started = self.host.exec("docker", "events", "--since", since, "--until", until, "--filter", "event=start",
                                  "--format", "{{.From}}").stdout.split()
