@@ -1,7 +1,7 @@
 """The AppImage (make appimage): a type-2 image of the portable bundle behind the project's
 runtime, on test hosts of Debian 11, 12 and 13 with no python3, run by a normal user from a path
 with a space: first where FUSE cannot be used (no fuse3, /dev/fuse root's only: the runtime extracts and runs by
-itself), then with FUSE; `up` until healthy, a workflow through `run`, Ctrl-C-like SIGTERM and
+itself), then with FUSE; `up` until healthy, a workflow through `run`, SIGTERM, Ctrl-C and
 kill -9 of the image's process, and what the next `up` cleans."""
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def user(request, settings, appimage):
 
 
 def start_up(user, log: str) -> None:
-    user(f'cd "$HOME" && setsid "{APP}" > "$HOME/{log}" 2>&1 < /dev/null &')
+    # as a terminal's foreground job: a group of its own, SIGINT not ignored (sh ignores it for `&`)
+    user(f'cd "$HOME" && setsid env --default-signal=INT "{APP}" > "$HOME/{log}" 2>&1 < /dev/null &')
     user.wait_for(f"$HOME/{log}", "ready:")
 
 
@@ -120,7 +121,7 @@ def test_it_runs_the_platform_without_fuse_and_with_it(user):
     assert json.loads(out.stdout) == EXPECTED
     if user.suite == "bookworm":
         look_at_the_ui(user, user('cat "$HOME/fuse.log"').stdout)
-    user(f'kill -TERM {up_pid(user)}')
+    user(f'kill -INT -{up_pid(user)}')  # Ctrl-C: the image's process group (its FUSE server has a session of its own)
     wait_stopped(user)
 
     # kill -9 of the image's process: the next up stops what it left and cleans the mount
