@@ -45,6 +45,7 @@ def main() -> int:
     settings = Settings.from_env()
     testbed = Testbed("conformance", settings)
     testbed.down()
+    host = None
     try:
         testbed.up(["cwl-suite"], groups={"appliance": ["cwl-suite"]})
         play = run_playbook(testbed.inventory, log=REPO / "build/test-logs/conformance-site.log")
@@ -59,6 +60,8 @@ def main() -> int:
         appliance = conformance.run_suite(host, "cwl-airflow", args.tags)
         print(f"  {len(appliance.passed)} passed in {appliance.seconds:.0f} s", flush=True)
     finally:
+        if host is not None:
+            conformance.keep_logs(host, REPO / "build/test-logs", args.tags or "all")
         if not args.keep:
             testbed.down()
     comparison = conformance.Comparison(conformance.suite_tests(args.suite), reference, appliance)

@@ -8,7 +8,6 @@ The suite is not part of this repository: CWL_SUITE names its folder (`make test
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -30,11 +29,7 @@ def test_required_tests_that_cwltool_passes_pass_through_the_appliance(testbed, 
         appliance = conformance.run_suite(aio, "cwl-airflow", "required",
                                           env={"CWL_AIRFLOW_SIGNING_KEY": "/root/trigger.pem"})
     finally:  # the other tests see the images the play loaded, and only those
-        for runner in conformance.RUNNERS:  # each failure's reason is in cwltest's log (the host goes)
-            log = aio.root / conformance.SUITE_IN_HOST.lstrip("/") / f"{runner}.log"
-            if log.exists():
-                LOGS.mkdir(parents=True, exist_ok=True)
-                shutil.copy(log, LOGS / f"conformance-required-{runner}.log")
+        conformance.keep_logs(aio, LOGS, "required")
         conformance.remove_stand_ins(aio)
         # this host sends reports; no receiver listens for the suite's ~500: dropped, so that
         # they do not queue before the reports that later tests wait for

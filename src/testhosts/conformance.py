@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import statistics
 import time
 import xml.etree.ElementTree as ET
@@ -135,6 +136,16 @@ def run_suite(host: Host, runner: str, tags: str | None = None, jobs: int = 2, t
     host.exec("bash", "-c", command, check=False)  # cwltest exits 1 when any test fails
     seconds = time.monotonic() - start
     return parse_junit(runner, seconds, (host.root / junit.lstrip("/")).read_text())
+
+
+def keep_logs(host: Host, folder: Path, label: str) -> None:
+    """Copy each runner's cwltest log (each failure's reason is there) out of the host, which goes
+    after the run: folder/conformance-<label>-<runner>.log."""
+    for runner in RUNNERS:
+        log = host.root / SUITE_IN_HOST.lstrip("/") / f"{runner}.log"
+        if log.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, folder / f"conformance-{label}-{runner}.log")
 
 
 @dataclass
